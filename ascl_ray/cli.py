@@ -1,0 +1,103 @@
+"""``ascl-ray`` command line.
+
+    ascl-ray train [hydra overrides...]      e.g. ascl-ray train algorithm=grpo rollout.n_samples=4
+    ascl-ray build-tiny --out DIR            build the embedded tiny default model
+    ascl-ray show-config [overrides...]      print the composed, validated config
+    ascl-ray judge-check ...                 judge agreement with human labels (ascl_ray.reward.judge_check)
+
+Config groups live in ``conf/`` (model, rollout, learner, reward, algorithm, method, data, cluster).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+GROUPS = ("model", "rollout", "learner", "reward", "algorithm", "method", "data", "cluster")
+
+
+def compose(overrides: list[str], conf_dir: Optional[str] = None):
+    """Compose ``conf/config.yaml`` with overrides and return the validated TrainConfig."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+
+    from ascl_ray.config import ConfigError, load_config
+
+    conf = str(Path(conf_dir or os.environ.get("ASCL_CONF_DIR") or CONF_DIR).resolve())
+    if not os.path.isdir(conf):
+        raise ConfigError(f"config dir not found: {conf}")
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=conf, version_base="1.3"):
+            cfg = hydra_compose(config_name="config", overrides=list(overrides))
+    except HydraException as e:
+        raise ConfigError(f"overrides {overrides}: {e}") from None
+    OmegaConf.set_struct(cfg, False)
+    cfg.pop("hydra", None)
+    return load_config(cfg)
+
+
+def _help() -> str:
+    lines = [__doc__.strip(), "", "Options per group (pick with group=option):"]
+    for g in GROUPS:
+        opts = sorted(p.stem for p in (CONF_DIR / g).glob("*.yaml"))
+        lines.append(f"  {g:<10} {', '.join(opts)}")
+    lines += ["", "Any key is overridable: learner.lr=5e-4 trainer.iterations=30 tracking.wandb_mode=online",
+              "Run `ascl-ray show-config [overrides]` to see every key and its value."]
+    return "\n".join(lines)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_help())
+        return 0
+    cmd, rest = argv[0], argv[1:]
+    from ascl_ray.config import ConfigError
+
+    try:
+        if cmd == "train":
+            if "--help" in rest or "-h" in rest:
+                print(_help())
+                return 0
+            cfg = compose(rest)
+            from ascl_ray.driver import train
+
+            summary = train(cfg)
+            print(f"done in {summary['total_s']:.0f}s; checkpoint: {summary['final_checkpoint']}; "
+                  f"curves: {summary['plot']}")
+            return 0
+        if cmd == "show-config":
+            from omegaconf import OmegaConf
+
+            from ascl_ray.config import to_dict
+
+            print(OmegaConf.to_yaml(to_dict(compose(rest))))
+            return 0
+        if cmd == "build-tiny":
+            from ascl_ray.data.tiny_model import main as build_main
+
+            build_main(rest)
+            return 0
+        if cmd == "judge-check":
+            from ascl_ray.reward.judge_check import main as jc_main
+
+            return int(jc_main(rest) or 0)
+    except (ConfigError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"error: unknown command {cmd!r}\n\n{_help()}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

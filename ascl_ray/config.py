@@ -1,0 +1,224 @@
+"""Typed configuration. Hydra composes ``conf/``; ``load_config`` merges the result onto these
+dataclasses (type errors name the key) and runs the value checks (which name the key too).
+Every ``[ours]`` design choice from methods.md is a field here, so ablations are overrides.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from omegaconf import DictConfig, OmegaConf
+
+
+class ConfigError(ValueError):
+    """A config value is invalid; the message starts with the dotted key."""
+
+
+def _check(cond: bool, key: str, msg: str) -> None:
+    if not cond:
+        raise ConfigError(f"{key}: {msg}")
+
+
+@dataclass
+class ModelCfg:
+    name: str = "tiny"
+    path: str = "artifacts/tiny-model"     # local HF folder (or hub name on clusters)
+    build_tiny: bool = True                 # build the embedded tiny model at `path` if missing
+    tiny_sft_steps: int = 200
+    tiny_sft_noise: float = 0.3
+    prompt_style: str = "full"              # full | short (context-cheap system prompts for tiny models)
+
+
+@dataclass
+class RolloutCfg:
+    engine: str = "vllm"
+    num_workers: int = 1
+    num_cpus_per_worker: float = 1.0
+    num_gpus_per_worker: float = 0.0
+    n_samples: int = 8                      # G: samples per prompt (group size)
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 96                # model-generated tokens per episode (tool turns excluded)
+    max_model_len: int = 512
+    dtype: str = "float32"
+    enforce_eager: bool = True
+    kv_cache_gib: int = 1
+
+
+@dataclass
+class LearnerCfg:
+    num_actors: int = 2
+    num_cpus_per_actor: float = 0.25
+    num_gpus_per_actor: float = 0.0
+    backend: str = "gloo"                   # gloo on CPU, nccl on GPU
+    dtype: str = "float32"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    epochs: int = 1
+    num_mini_batches: int = 1
+    micro_batch_size: int = 16              # per rank
+    gradient_checkpointing: bool = False
+    offload_optimizer: bool = False
+
+
+@dataclass
+class AlgorithmCfg:
+    name: str = "ifpo"                      # advantage estimator (registry name or "module:fn")
+    options: dict[str, Any] = field(default_factory=dict)
+    policy_loss: str = "ppo_clip"
+    loss_opts: dict[str, Any] = field(default_factory=lambda: {"clip_low": 0.2, "clip_high": 0.28})
+    loss_agg: str = "token-mean"
+    kl_coef: float = 0.0
+    kl_kind: str = "k3"
+    tis_cap: float = 2.0                    # truncated IS on rollout/train mismatch; 0 disables
+    old_logprobs: str = "learner"           # learner | rollout
+    dynamic_sampling: bool = False          # DAPO: drop groups whose rewards are all equal
+    plugins: list[str] = field(default_factory=list)
+
+
+@dataclass
+class MethodCfg:
+    name: str = "ascl"                      # plain | ascl | cada | rules_in_context
+    protocol: str = "hermes"                # hermes | plain_tags
+    retriever: str = "by_category"          # whole_spec | by_category | bm25
+    retriever_opts: dict[str, Any] = field(default_factory=lambda: {"compact": True})
+    spec_path: Optional[str] = None         # None: the default spec shipped with ascl_ray
+    max_tool_calls: int = 1
+    context_at_train: bool = True           # cada: spec in context during training
+    context_at_eval: bool = True            # cada: spec in context at eval
+    system_prompt: Optional[str] = None     # override the rendered system prompt
+    prompt_style: str = "${model.prompt_style}"
+
+
+@dataclass
+class RewardCfg:
+    num_actors: int = 1
+    num_cpus_per_actor: float = 0.25
+    judge: str = "refusal"
+    judge_opts: dict[str, Any] = field(default_factory=dict)
+    timeout_s: float = 30.0
+    consult_cost: float = 0.0
+
+
+@dataclass
+class DataCfg:
+    source: str = "synthetic"               # synthetic | jsonl
+    path: Optional[str] = None              # jsonl of PromptRow fields when source=jsonl
+    prompts_per_iter: int = 8
+    eval_frac: float = 0.2
+    n_math: int = 60
+
+
+@dataclass
+class ClusterCfg:
+    address: Optional[str] = None           # None: local Ray; "auto" inside `ray job submit`
+    num_cpus: Optional[int] = None
+    namespace: str = "ascl-ray"
+
+
+@dataclass
+class TrainerCfg:
+    iterations: int = 20
+    seed: int = 0
+    out_dir: str = "runs/default"
+    save_every: int = 0                     # 0: only the final checkpoint
+    verify_sync: bool = True
+    sync_tol: float = 1e-3                  # max |logprob| diff learner vs engine after a sync
+    sync_channel: str = "object_store"      # object_store | shm
+    eval_every: int = 0
+
+
+@dataclass
+class TrackingCfg:
+    wandb_mode: str = "offline"             # offline | online | disabled
+    project: str = "ascl-ray"
+    run_name: Optional[str] = None
+    progress: bool = True
+
+
+@dataclass
+class TrainConfig:
+    model: ModelCfg = field(default_factory=ModelCfg)
+    rollout: RolloutCfg = field(default_factory=RolloutCfg)
+    learner: LearnerCfg = field(default_factory=LearnerCfg)
+    algorithm: AlgorithmCfg = field(default_factory=AlgorithmCfg)
+    method: MethodCfg = field(default_factory=MethodCfg)
+    reward: RewardCfg = field(default_factory=RewardCfg)
+    data: DataCfg = field(default_factory=DataCfg)
+    cluster: ClusterCfg = field(default_factory=ClusterCfg)
+    trainer: TrainerCfg = field(default_factory=TrainerCfg)
+    tracking: TrackingCfg = field(default_factory=TrackingCfg)
+
+    def validate(self) -> "TrainConfig":
+        r, l, a, m, d, t = self.rollout, self.learner, self.algorithm, self.method, self.data, self.trainer
+        _check(r.engine in ("vllm",), "rollout.engine", f"unknown engine {r.engine!r}; known: ['vllm']")
+        _check(r.n_samples >= 1, "rollout.n_samples", f"must be >= 1, got {r.n_samples}")
+        _check(r.num_workers >= 1, "rollout.num_workers", f"must be >= 1, got {r.num_workers}")
+        _check(r.temperature > 0, "rollout.temperature", f"must be > 0, got {r.temperature}")
+        _check(0 < r.top_p <= 1, "rollout.top_p", f"must be in (0, 1], got {r.top_p}")
+        _check(0 < r.max_new_tokens < r.max_model_len, "rollout.max_new_tokens",
+               f"must be in (0, rollout.max_model_len={r.max_model_len}), got {r.max_new_tokens}")
+        _check(r.dtype in ("float32", "bfloat16", "float16", "auto"), "rollout.dtype", f"unknown dtype {r.dtype!r}")
+        _check(l.num_actors >= 1, "learner.num_actors", f"must be >= 1, got {l.num_actors}")
+        _check(l.backend in ("gloo", "nccl"), "learner.backend", f"must be gloo or nccl, got {l.backend!r}")
+        _check(l.dtype in ("float32", "bfloat16"), "learner.dtype", f"must be float32 or bfloat16, got {l.dtype!r}")
+        _check(l.lr > 0, "learner.lr", f"must be > 0, got {l.lr}")
+        _check(l.epochs >= 1, "learner.epochs", f"must be >= 1, got {l.epochs}")
+        _check(l.micro_batch_size >= 1, "learner.micro_batch_size", f"must be >= 1, got {l.micro_batch_size}")
+        B = d.prompts_per_iter * r.n_samples
+        per_rank = B // max(1, l.num_actors * l.num_mini_batches)
+        _check(B % (l.num_actors * l.num_mini_batches) == 0, "data.prompts_per_iter",
+               f"batch {d.prompts_per_iter} prompts x {r.n_samples} samples = {B} must divide by "
+               f"learner.num_actors x learner.num_mini_batches = {l.num_actors * l.num_mini_batches}")
+        _check(per_rank % min(l.micro_batch_size, per_rank) == 0, "learner.micro_batch_size",
+               f"{l.micro_batch_size} must divide the per-rank mini-batch {per_rank}")
+        _check(a.loss_agg in ("token-mean", "seq-mean-token-sum", "seq-mean-token-mean"), "algorithm.loss_agg",
+               f"unknown aggregation {a.loss_agg!r}")
+        _check(a.kl_coef >= 0, "algorithm.kl_coef", f"must be >= 0, got {a.kl_coef}")
+        _check(a.kl_kind in ("k1", "k2", "k3"), "algorithm.kl_kind", f"unknown {a.kl_kind!r}")
+        _check(a.tis_cap >= 0, "algorithm.tis_cap", f"must be >= 0, got {a.tis_cap}")
+        _check(a.old_logprobs in ("learner", "rollout"), "algorithm.old_logprobs", f"unknown {a.old_logprobs!r}")
+        _check(m.name in ("plain", "ascl", "cada", "rules_in_context"), "method.name",
+               f"unknown method {m.name!r}; known: ['plain', 'ascl', 'cada', 'rules_in_context']")
+        _check(m.protocol in ("hermes", "plain_tags"), "method.protocol", f"unknown protocol {m.protocol!r}")
+        _check(m.retriever in ("whole_spec", "by_category", "bm25"), "method.retriever", f"unknown retriever {m.retriever!r}")
+        _check(m.prompt_style in ("full", "short"), "model.prompt_style", f"must be full or short, got {m.prompt_style!r}")
+        _check(m.max_tool_calls >= 0, "method.max_tool_calls", f"must be >= 0, got {m.max_tool_calls}")
+        _check(d.source in ("synthetic", "jsonl"), "data.source", f"must be synthetic or jsonl, got {d.source!r}")
+        _check(d.source != "jsonl" or bool(d.path), "data.path", "required when data.source=jsonl")
+        _check(d.prompts_per_iter >= 1, "data.prompts_per_iter", f"must be >= 1, got {d.prompts_per_iter}")
+        _check(0 <= d.eval_frac < 1, "data.eval_frac", f"must be in [0, 1), got {d.eval_frac}")
+        _check(t.iterations >= 1, "trainer.iterations", f"must be >= 1, got {t.iterations}")
+        _check(t.sync_channel in ("object_store", "shm"), "trainer.sync_channel", f"unknown {t.sync_channel!r}")
+        _check(t.sync_tol > 0, "trainer.sync_tol", f"must be > 0, got {t.sync_tol}")
+        _check(self.reward.num_actors >= 1, "reward.num_actors", f"must be >= 1, got {self.reward.num_actors}")
+        _check(self.reward.timeout_s > 0, "reward.timeout_s", f"must be > 0, got {self.reward.timeout_s}")
+        _check(self.tracking.wandb_mode in ("offline", "online", "disabled"), "tracking.wandb_mode",
+               f"must be offline, online or disabled, got {self.tracking.wandb_mode!r}")
+        return self
+
+    @property
+    def grad_accum(self) -> int:
+        B = self.data.prompts_per_iter * self.rollout.n_samples
+        per_rank = B // (self.learner.num_actors * self.learner.num_mini_batches)
+        return max(1, per_rank // min(self.learner.micro_batch_size, per_rank))
+
+
+def load_config(cfg: DictConfig | dict) -> TrainConfig:
+    """Merge a composed Hydra config onto the typed schema and validate it."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    schema = OmegaConf.structured(TrainConfig)
+    try:
+        merged = OmegaConf.merge(schema, cfg)
+        obj = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as e:
+        key = getattr(e, "full_key", None) or ""
+        raise ConfigError(f"{key}: {e.msg if hasattr(e, 'msg') else e}".strip()) from None
+    return obj.validate()
+
+
+def to_dict(cfg: TrainConfig) -> dict:
+    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)

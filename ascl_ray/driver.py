@@ -1,0 +1,235 @@
+"""The RL loop, top to bottom:
+
+    for it in range(iterations):
+        prompts  = sampler.next_batch()                 # PromptRows with explicit group ids
+        rollouts = rollout.generate(prompts)            # vLLM workers run the tool turn
+        rewards  = reward_pool.score(rollouts)          # verifiers + judges, timeouts
+        adv      = estimator(rewards, group_ids, modes) # algo/ (pure), e.g. IFPO
+        stats    = learners.update(rollouts)            # DeepSpeed ZeRO-3
+        sync.push(learners -> rollout); verify_sync()   # every iteration, verified
+        tracker.log(...)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+from ascl_ray.batch import PROMPT_TYPES, PromptRow, Rollout
+from ascl_ray.config import TrainConfig, to_dict
+
+log = logging.getLogger("ascl_ray")
+
+
+class PromptSampler:
+    """Epoch-shuffled prompts; ``next_batch`` returns rows and fresh explicit group ids."""
+
+    def __init__(self, rows: list[PromptRow], per_iter: int, seed: int):
+        if not rows:
+            raise ValueError("data: no training prompts")
+        self.rows, self.per_iter, self.rng = list(rows), per_iter, random.Random(seed)
+        self.order: list[int] = []
+        self.next_gid = 0
+
+    def next_batch(self) -> tuple[list[PromptRow], list[int]]:
+        out = []
+        while len(out) < self.per_iter:
+            if not self.order:
+                self.order = list(range(len(self.rows)))
+                self.rng.shuffle(self.order)
+            out.append(self.rows[self.order.pop()])
+        gids = list(range(self.next_gid, self.next_gid + len(out)))
+        self.next_gid += len(out)
+        return out, gids
+
+
+def load_prompts(cfg: TrainConfig) -> tuple[list[PromptRow], list[PromptRow]]:
+    from ascl_ray.data import synthetic
+
+    d = cfg.data
+    if d.source == "synthetic":
+        rows = synthetic.synthetic_prompts(n_math=d.n_math, seed=cfg.trainer.seed)
+    else:
+        if not os.path.exists(d.path):
+            raise FileNotFoundError(f"data.path: file not found: {d.path}")
+        rows = synthetic.read_prompts_jsonl(d.path)
+    return synthetic.split(rows, eval_frac=d.eval_frac, seed=cfg.trainer.seed)
+
+
+def ensure_model(cfg: TrainConfig) -> str:
+    path = cfg.model.path
+    if os.path.exists(os.path.join(path, "config.json")):
+        return os.path.abspath(path)
+    if cfg.model.build_tiny:
+        from ascl_ray.data.tiny_model import build_tiny_model
+
+        build_tiny_model(path, method_cfg=to_dict(cfg)["method"], sft_steps=cfg.model.tiny_sft_steps,
+                         sft_noise=cfg.model.tiny_sft_noise, seed=cfg.trainer.seed)
+        return os.path.abspath(path)
+    is_hub_name = path.count("/") == 1 and not path.startswith((".", "/", "~")) and not os.path.exists(path)
+    if is_hub_name and os.environ.get("HF_HUB_OFFLINE") != "1":
+        return path  # cluster users may name a hub model
+    raise FileNotFoundError(f"model.path: no model folder at {path!r} (config.json missing)")
+
+
+def group_metrics(rollouts: list[Rollout]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    n = len(rollouts)
+    out["reward/mean"] = sum(r.reward for r in rollouts) / n
+    out["consultation/rate"] = sum(r.consulted for r in rollouts) / n
+    for t in PROMPT_TYPES:
+        sub = [r for r in rollouts if r.prompt.prompt_type == t]
+        if sub:
+            out[f"reward/{t}"] = sum(r.reward for r in sub) / len(sub)
+            out[f"consultation/{t}"] = sum(r.consulted for r in sub) / len(sub)
+    for mode, name in ((True, "consult"), (False, "direct")):
+        sub = [r for r in rollouts if r.consulted == mode]
+        if sub:
+            out[f"reward/by_mode/{name}"] = sum(r.reward for r in sub) / len(sub)
+    out["rollout/response_tokens"] = sum(len(r.response_ids) for r in rollouts) / n
+    out["rollout/model_tokens"] = sum(r.n_model_tokens for r in rollouts) / n
+    out["rollout/tool_calls"] = sum(r.n_calls for r in rollouts) / n
+    out["rollout/truncated_rate"] = sum(r.truncated for r in rollouts) / n
+    out["rollout/malformed_rate"] = sum(r.malformed_call for r in rollouts) / n
+    out["reward/invalid"] = float(sum(not r.reward_info.get("valid", True) for r in rollouts))
+    return out
+
+
+def score(pool: Any, rollouts: list[Rollout]) -> None:
+    items = [{"prompt_text": r.prompt.text, "prompt_type": r.prompt.prompt_type, "final_text": r.final_text,
+              "reference": r.prompt.reference, "math_kind": r.prompt.math_kind, "malformed_call": r.malformed_call,
+              "consulted": r.consulted} for r in rollouts]
+    for r, res in zip(rollouts, pool.score(items)):
+        r.reward = float(res["reward"])
+        r.reward_info = {"valid": bool(res.get("valid", True)), **(res.get("info") or {})}
+
+
+def compute_advantages(cfg: TrainConfig, rollouts: list[Rollout], state: dict) -> dict[str, float]:
+    import torch
+
+    from ascl_ray import algo
+
+    rewards = torch.tensor([r.reward for r in rollouts], dtype=torch.float32)
+    gids = torch.tensor([r.group_id for r in rollouts], dtype=torch.long)
+    modes = torch.tensor([r.consulted for r in rollouts], dtype=torch.bool)
+    opts = dict(cfg.algorithm.options)
+    est = algo.get_advantage_estimator(cfg.algorithm.name)
+    if cfg.algorithm.name == "ifpo":
+        opts["state"] = state
+    adv = est(rewards, gids, modes, **opts)
+    for r, a in zip(rollouts, adv.tolist()):
+        r.advantage = float(a)
+    types = [r.prompt.prompt_type for r in rollouts]
+    w = None
+    if cfg.algorithm.name == "ifpo":
+        w = algo.ifpo_weights(gids, modes, **{k: v for k, v in opts.items() if k not in ("norm_std", "eps")})
+    stats = algo.ifpo_stats(rewards, gids, modes, types, weights=w)
+    stats["advantage/abs_mean"] = float(adv.abs().mean())
+    return stats
+
+
+def probe_sequences(tok: Any, rows: list[PromptRow], system_text: Optional[str]) -> list[list[int]]:
+    from ascl_ray.rollout.chat import encode_segment, prompt_ids
+
+    return [prompt_ids(tok, r.text, system_text) + encode_segment(tok, "Sure. 2 + 2 = 4. #### 4") for r in rows[:2]]
+
+
+def train(cfg: TrainConfig) -> dict[str, Any]:
+    """Run the loop; returns a summary (history, paths). Raises on any failed sync verification."""
+    import ray
+    from transformers import AutoTokenizer
+
+    from ascl_ray.learner.actor import LearnerGroup
+    from ascl_ray.learner.sync import make_sync_channel, verify_sync
+    from ascl_ray.reward.pool import RewardPool
+    from ascl_ray.rollout.method import build_context
+    from ascl_ray.rollout.worker import RolloutGroup
+    from ascl_ray.tracking import PHASES, PhaseTimer, Tracker
+
+    t_start = time.perf_counter()
+    train_rows, eval_rows = load_prompts(cfg)       # bad rows fail here, before anything heavy
+    model_path = ensure_model(cfg)
+    out_dir = Path(cfg.trainer.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cfg_dict = to_dict(cfg)
+    (out_dir / "config.json").write_text(json.dumps(cfg_dict, indent=2))
+
+    tok = AutoTokenizer.from_pretrained(model_path)
+    ctx = build_context(cfg_dict["method"], tokenizer=tok)
+    probes = probe_sequences(tok, train_rows, ctx.system_text)
+
+    env = {"HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"), "TOKENIZERS_PARALLELISM": "false",
+           "VLLM_CPU_KVCACHE_SPACE": str(cfg.rollout.kv_cache_gib)}
+    if not ray.is_initialized():
+        ray.init(address=cfg.cluster.address, num_cpus=cfg.cluster.num_cpus, namespace=cfg.cluster.namespace,
+                 include_dashboard=False, runtime_env={"env_vars": env}, log_to_driver=True)
+    learners = rollout = pool = tracker = None
+    try:
+        t0 = time.perf_counter()
+        learners = LearnerGroup(model_path, cfg_dict["learner"], cfg_dict["algorithm"], cfg.grad_accum,
+                                tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
+        rollout = RolloutGroup(model_path, cfg_dict["rollout"], cfg_dict["method"], cfg.trainer.seed)
+        pool = RewardPool(cfg_dict["reward"])
+        sync = make_sync_channel(cfg.trainer.sync_channel)
+        startup_s = time.perf_counter() - t0
+        log.info("actors up in %.1fs", startup_s)
+        # the engine must start from exactly the learner's weights: verify before the first step
+        if cfg.trainer.verify_sync:
+            verify_sync(learners, rollout, probes, cfg.trainer.sync_tol)
+
+        tracker = Tracker(str(out_dir), cfg_dict, mode=cfg.tracking.wandb_mode, project=cfg.tracking.project,
+                          run_name=cfg.tracking.run_name, progress=cfg.tracking.progress,
+                          total=cfg.trainer.iterations)
+        sampler = PromptSampler(train_rows, cfg.data.prompts_per_iter, cfg.trainer.seed)
+        adv_state: dict = {}
+        for it in range(cfg.trainer.iterations):
+            timer = PhaseTimer()
+            t_it = time.perf_counter()
+            rows, gids = sampler.next_batch()
+            with timer("rollout"):
+                rollouts = rollout.generate(rows, gids, seed=cfg.trainer.seed * 100_003 + it)
+            with timer("reward"):
+                score(pool, rollouts)
+            with timer("advantage"):
+                metrics = compute_advantages(cfg, rollouts, adv_state)
+                metrics.update(group_metrics(rollouts))
+            with timer("train"):
+                metrics.update(learners.update(rollouts))
+            with timer("sync"):
+                rep = sync.push(learners, rollout)
+                if cfg.trainer.verify_sync:
+                    metrics["sync/max_logprob_diff"] = verify_sync(learners, rollout, probes, cfg.trainer.sync_tol)
+            step = time.perf_counter() - t_it
+            for ph in PHASES:
+                metrics[f"timing/{ph}"] = timer.times.get(ph, 0.0)
+                tracker.phase_done(ph, timer.times.get(ph, 0.0))
+            metrics["timing/step"] = step
+            work = sum(timer.times.get(p, 0.0) for p in ("rollout", "reward", "train", "sync"))
+            metrics["timing/overhead_frac"] = max(0.0, step - work) / step
+            metrics["sync/bytes"] = rep.n_bytes
+            metrics["sync/MBps"] = rep.n_bytes / 1e6 / max(rep.seconds, 1e-9)
+            metrics["sync/load_seconds"] = rep.load_seconds
+            metrics["sync/export_seconds"] = rep.export_seconds
+            tracker.log(metrics, step=it)
+            if cfg.trainer.save_every and (it + 1) % cfg.trainer.save_every == 0 and it + 1 < cfg.trainer.iterations:
+                learners.save_hf(str(out_dir / f"checkpoint-{it + 1}"))
+        final = learners.save_hf(str(out_dir / "final"))
+        plot = tracker.plot()
+        summary = {"history": tracker.history, "final_checkpoint": final, "plot": plot, "startup_s": startup_s,
+                   "total_s": time.perf_counter() - t_start, "out_dir": str(out_dir)}
+        (out_dir / "summary.json").write_text(json.dumps({k: v for k, v in summary.items() if k != "history"}, indent=2))
+        return summary
+    finally:
+        if tracker is not None:
+            tracker.finish()
+        for part in (pool, rollout, learners):
+            if part is not None:
+                try:
+                    part.shutdown()
+                except Exception as e:  # noqa: BLE001 - keep shutting the rest down
+                    log.warning("shutdown of %s failed: %s", type(part).__name__, e)

@@ -1,0 +1,150 @@
+"""Ray shell around ``policy.Policy``: N learner actors form one DeepSpeed process group.
+
+``LearnerGroup`` calls every method on all ranks at once (each is a collective) and returns
+rank 0's answer. Batches are split into equal shards by rank.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any, Optional
+
+import ray
+
+from ascl_ray.batch import Rollout, collate
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return s.getsockname()[1]
+
+
+@ray.remote
+class LearnerActor:
+    def __init__(self, rank: int, world_size: int, master_addr: str, master_port: int, model_path: str,
+                 lcfg: dict, acfg: dict, grad_accum: int, pad_id: int):
+        os.environ.update(MASTER_ADDR=master_addr, MASTER_PORT=str(master_port), RANK=str(rank),
+                          WORLD_SIZE=str(world_size), LOCAL_RANK="0", OMP_NUM_THREADS="1")
+        import torch
+
+        torch.set_num_threads(1)
+        from ascl_ray import algo
+
+        algo.import_plugins(acfg.get("plugins") or [])
+        from ascl_ray.learner.policy import Policy
+
+        self.rank, self.pad_id, self.grad_accum = rank, pad_id, grad_accum
+        self.policy = Policy(model_path, lcfg, acfg, rank, world_size, grad_accum)
+
+    def node_ip(self) -> str:
+        return ray.util.get_node_ip_address()
+
+    def update(self, shard: list[Rollout], num_mini_batches: int, epochs: int) -> dict:
+        batch = collate(shard, self.pad_id)
+        n = len(shard)
+        per_mini = n // num_mini_batches
+        micro = max(1, per_mini // self.grad_accum)
+        stats: dict[str, list[float]] = {}
+        for _ in range(epochs):
+            for mb in range(num_mini_batches):
+                idx = list(range(mb * per_mini, (mb + 1) * per_mini))
+                micro_batches = [idx[k:k + micro] for k in range(0, len(idx), micro)]
+                for k, v in self.policy.update(batch, micro_batches).items():
+                    stats.setdefault(k, []).append(v)
+        return {k: sum(v) / len(v) for k, v in stats.items()}
+
+    @ray.method(num_returns=2)
+    def export_weights(self) -> tuple[Optional[bytes], Optional[str]]:
+        """Collective; rank 0 returns (safetensors bytes, sha256) as two objects."""
+        from safetensors.torch import save
+
+        from ascl_ray.rollout.engine import payload_digest
+
+        state = self.policy.export_state()
+        if state is None:
+            return None, None
+        payload = save({k: v.clone() for k, v in state.items()})
+        return payload, payload_digest(payload)
+
+    def export_weights_to_path(self, path: str) -> Optional[str]:
+        payload, digest = self.export_weights()
+        if payload is None:
+            return None
+        tmp = path + ".tmp"
+        with open(tmp, "wb") as f:
+            f.write(payload)
+        os.replace(tmp, path)
+        return digest
+
+    def probe_logprobs(self, seqs: list[list[int]]) -> Optional[list[list[float]]]:
+        import torch
+
+        T = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), T), self.pad_id, dtype=torch.long)
+        attn = torch.zeros_like(ids)
+        for i, s in enumerate(seqs):
+            ids[i, : len(s)] = torch.tensor(s)
+            attn[i, : len(s)] = 1
+        lp = self.policy.logprobs(ids, attn)
+        if self.rank != 0:
+            return None
+        return [lp[i, : len(s) - 1].tolist() for i, s in enumerate(seqs)]
+
+    def save_hf(self, out_dir: str) -> Optional[str]:
+        return self.policy.save_hf(out_dir)
+
+    def shutdown(self) -> None:
+        self.policy.shutdown()
+
+
+class LearnerGroup:
+    def __init__(self, model_path: str, lcfg: dict, acfg: dict, grad_accum: int, pad_id: int):
+        self.world_size = int(lcfg["num_actors"])
+        self.lcfg = lcfg
+        port = _free_port()
+        addr = ray.util.get_node_ip_address()
+        opts = dict(num_cpus=lcfg["num_cpus_per_actor"], num_gpus=lcfg["num_gpus_per_actor"])
+        self.actors = [
+            LearnerActor.options(**opts).remote(r, self.world_size, addr, port, model_path, lcfg, acfg, grad_accum, pad_id)
+            for r in range(self.world_size)
+        ]
+        ray.get([a.node_ip.remote() for a in self.actors])  # surface init errors now
+
+    def _all(self, method: str, *args: Any) -> list[Any]:
+        return ray.get([getattr(a, method).remote(*args) for a in self.actors])
+
+    def update(self, rollouts: list[Rollout]) -> dict:
+        W = self.world_size
+        if len(rollouts) % W:
+            raise ValueError(f"learner: batch of {len(rollouts)} rollouts does not split over {W} ranks")
+        n = len(rollouts) // W
+        shards = [rollouts[r * n:(r + 1) * n] for r in range(W)]
+        res = ray.get([a.update.remote(s, self.lcfg["num_mini_batches"], self.lcfg["epochs"])
+                       for a, s in zip(self.actors, shards)])
+        keys = res[0].keys()
+        return {k: sum(r[k] for r in res) / W for k in keys}
+
+    def export_weights_ref(self) -> tuple[Any, str]:
+        """Returns (ObjectRef of the safetensors bytes in the object store, sha256)."""
+        refs = [a.export_weights.remote() for a in self.actors]
+        ray.get([d for _, d in refs])
+        payload_ref, digest_ref = refs[0]
+        return payload_ref, ray.get(digest_ref)
+
+    def export_weights_to_path(self, path: str) -> str:
+        return self._all("export_weights_to_path", path)[0]
+
+    def probe_logprobs(self, seqs: list[list[int]]) -> list[list[float]]:
+        return self._all("probe_logprobs", seqs)[0]
+
+    def save_hf(self, out_dir: str) -> str:
+        return self._all("save_hf", out_dir)[0]
+
+    def shutdown(self) -> None:
+        try:
+            self._all("shutdown")
+        finally:
+            for a in self.actors:
+                ray.kill(a)

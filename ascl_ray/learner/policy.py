@@ -1,0 +1,185 @@
+"""The trainable policy on one learner rank: a HF causal LM inside a DeepSpeed ZeRO-3 engine.
+
+Every method that touches parameters is a collective: all ranks of the learner group call it
+together (the Ray actor group does this). No Ray here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+import torch.nn.functional as F
+
+from ascl_ray import algo
+from ascl_ray.batch import TrainBatch
+
+
+def ds_config(lcfg: dict, world_size: int, grad_accum: int, train: bool = True) -> dict:
+    cfg: dict[str, Any] = {
+        "train_micro_batch_size_per_gpu": 1,
+        "gradient_accumulation_steps": grad_accum,
+        "train_batch_size": world_size * grad_accum,
+        "zero_optimization": {
+            "stage": 3,
+            "overlap_comm": False,
+            "contiguous_gradients": True,
+            "stage3_param_persistence_threshold": lcfg.get("param_persistence_threshold", 10000),
+        },
+        "bf16": {"enabled": lcfg["dtype"] == "bfloat16"},
+        "steps_per_print": 10**9,
+        "wall_clock_breakdown": False,
+    }
+    if train:
+        cfg["gradient_clipping"] = lcfg["grad_clip"]
+        cfg["optimizer"] = {"type": "AdamW", "params": {
+            "lr": lcfg["lr"], "betas": [0.9, 0.999], "eps": 1e-8,
+            "weight_decay": lcfg["weight_decay"], "torch_adam": True}}
+        if lcfg.get("offload_optimizer"):
+            cfg["zero_optimization"]["offload_optimizer"] = {"device": "cpu"}
+    return cfg
+
+
+def token_logprobs(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """[B, T-1] log p(input_ids[:, t+1] | input_ids[:, :t+1]) in float32."""
+    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1].float()
+    return torch.gather(F.log_softmax(logits, dim=-1), 2, input_ids[:, 1:, None])[..., 0]
+
+
+class Policy:
+    def __init__(self, model_path: str, lcfg: dict, acfg: dict, rank: int, world_size: int, grad_accum: int):
+        import deepspeed
+        from transformers import AutoConfig, AutoModelForCausalLM
+        from transformers.integrations import HfDeepSpeedConfig
+
+        self.rank, self.world_size, self.lcfg, self.acfg = rank, world_size, lcfg, acfg
+        self.model_path = model_path
+        deepspeed.init_distributed(dist_backend=lcfg["backend"])
+        dtype = torch.bfloat16 if lcfg["dtype"] == "bfloat16" else torch.float32
+        self.ds_cfg = ds_config(lcfg, world_size, grad_accum)
+        # while this object lives, every from_pretrained is a ZeRO-3 collective (all ranks load)
+        self._hf_ds = HfDeepSpeedConfig(self.ds_cfg)
+        self.hf_config = AutoConfig.from_pretrained(model_path)
+        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype)
+        if lcfg.get("gradient_checkpointing"):
+            model.gradient_checkpointing_enable()
+        self.engine, _, _, _ = deepspeed.initialize(model=model, model_parameters=model.parameters(), config=self.ds_cfg)
+        self.ref = None
+        if acfg["kl_coef"] > 0:
+            ref_cfg = ds_config(lcfg, world_size, grad_accum, train=False)
+            ref_model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype)
+            self.ref, _, _, _ = deepspeed.initialize(model=ref_model, config=ref_cfg)
+            self.ref.eval()
+        self.loss_fn = algo.get_policy_loss(acfg["policy_loss"])
+
+    # ------------------------------------------------------------------ forward
+    @torch.no_grad()
+    def logprobs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, ref: bool = False) -> torch.Tensor:
+        eng = self.ref if ref else self.engine
+        eng.eval()
+        out = token_logprobs(eng, input_ids, attention_mask)
+        return out
+
+    # ------------------------------------------------------------------ update
+    def update(self, batch: TrainBatch, micro_batches: list[list[int]]) -> dict[str, float]:
+        """One pass over ``micro_batches`` (index lists into the batch; their count == grad_accum
+        steps per optimizer step). Returns averaged metrics."""
+        a = self.acfg
+        old_lp = self.logprobs(batch.input_ids, batch.attention_mask)
+        mask = batch.loss_mask
+        metrics: dict[str, float] = {}
+        mm = algo.mismatch_metrics(old_lp, batch.rollout_logprobs, mask)
+        metrics.update({k: float(v) for k, v in mm.items()})
+        is_w = algo.tis_weights(old_lp, batch.rollout_logprobs, mask, cap=a["tis_cap"]) if a["tis_cap"] > 0 else None
+        ref_lp = self.logprobs(batch.input_ids, batch.attention_mask, ref=True) if self.ref is not None else None
+        if a["old_logprobs"] == "rollout":
+            old_lp = batch.rollout_logprobs
+        self.engine.train()
+        acc: dict[str, list[float]] = {}
+        for idx in micro_batches:
+            ix = torch.tensor(idx, dtype=torch.long)
+            lp = token_logprobs(self.engine, batch.input_ids[ix], batch.attention_mask[ix])
+            m = mask[ix]
+            adv = batch.advantages[ix][:, None].expand_as(lp)
+            loss, lm = self.loss_fn(lp, old_lp[ix], adv, m, agg=a["loss_agg"],
+                                    is_weights=None if is_w is None else is_w[ix], **a["loss_opts"])
+            if ref_lp is not None:
+                kl = algo.kl_estimate(lp, ref_lp[ix], a["kl_kind"])
+                kl_term = algo.agg_loss(kl, m, a["loss_agg"])
+                loss = loss + a["kl_coef"] * kl_term
+                lm["kl"] = float(kl_term.detach())
+            self.engine.backward(loss)
+            self.engine.step()
+            lm["loss"] = float(loss.detach())
+            lm["entropy_proxy"] = float(-(lp.detach() * m).sum() / m.sum().clamp(min=1))
+            for k, v in lm.items():
+                acc.setdefault(f"train/{k}", []).append(float(v))
+        metrics.update({k: sum(v) / len(v) for k, v in acc.items()})
+        metrics["train/lr"] = float(self.engine.get_lr()[0]) if self.engine.get_lr() else self.lcfg["lr"]
+        metrics["train/grad_norm"] = float(self.engine.get_global_grad_norm() or 0.0)
+        return metrics
+
+    # ------------------------------------------------------------------ export / save
+    @torch.no_grad()
+    def export_state(self, dtype: Optional[torch.dtype] = None) -> Optional[dict[str, torch.Tensor]]:
+        """Gather full parameters one by one (low peak memory); rank 0 gets the dict, others None.
+        Tied embeddings: ZeRO-3 ``named_parameters`` drops ``lm_head.weight``; add it explicitly,
+        or vLLM silently keeps stale logits."""
+        import deepspeed
+
+        out: dict[str, torch.Tensor] = {}
+        for name, p in self.engine.module.named_parameters():
+            with deepspeed.zero.GatheredParameters([p], modifier_rank=None):
+                if self.rank == 0:
+                    out[name] = p.data.detach().to(dtype or p.dtype).cpu().clone().contiguous()
+        if self.rank != 0:
+            return None
+        if "lm_head.weight" not in out and getattr(self.hf_config, "tie_word_embeddings", False):
+            emb = [k for k in out if k.endswith("embed_tokens.weight")]
+            if emb:
+                out["lm_head.weight"] = out[emb[0]]
+        return out
+
+    def save_hf(self, out_dir: str) -> Optional[str]:
+        """Collective. Rank 0 writes a safetensors HF folder atomically (temp dir + rename)."""
+        from safetensors.torch import save_file
+
+        state = self.export_state()
+        if self.rank != 0:
+            return None
+        out = Path(out_dir)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=out.name + ".tmp-", dir=out.parent))
+        try:
+            if getattr(self.hf_config, "tie_word_embeddings", False):
+                state.pop("lm_head.weight", None)
+            # tied tensors share storage; save_file needs distinct tensors
+            save_file({k: v.clone() for k, v in state.items()}, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+            self.hf_config.save_pretrained(tmp)
+            src = Path(self.model_path)
+            for f in src.iterdir():
+                if f.name.startswith(("tokenizer", "special_tokens", "chat_template", "generation_config", "vocab", "merges")):
+                    shutil.copy(f, tmp / f.name)
+            if out.exists():
+                shutil.rmtree(out)
+            os.replace(tmp, out)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        return str(out)
+
+    def shutdown(self) -> None:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
+
+
+def write_json(path: str, obj: Any) -> None:
+    Path(path).write_text(json.dumps(obj, indent=2))

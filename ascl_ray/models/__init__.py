@@ -1,0 +1,1 @@
+"""Local model checkpoints built from packages (no hub at run time)."""

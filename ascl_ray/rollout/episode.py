@@ -1,0 +1,110 @@
+"""Multi-turn episodes with the rule-retrieval tool, batched across all sequences.
+
+Each turn sends every still-active sequence to the engine in ONE generate call. A sequence that
+stopped at the protocol's closing tag gets the tool run, the tool turn appended (loss mask 0,
+log-prob 0), and joins the next turn with all others that called the tool: the tool turn never
+serialises the batch. Token-in, token-out: the engine's token ids are kept; only the tool turn
+(environment text) is tokenized. No Ray here: the rollout worker actor wraps this.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from ascl_ray.batch import PromptRow, Rollout
+from ascl_ray.rollout.chat import encode_segment, prompt_ids
+from ascl_ray.rollout.engine import GenParams
+
+
+@dataclass
+class SamplingCfg:
+    max_new_tokens: int            # model-generated tokens per episode, all segments together
+    max_model_len: int             # prompt + response (tool turns included) must fit
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: Optional[int] = None
+
+
+def run_episodes(engine: Any, ctx: Any, tok: Any, rows: list[PromptRow], group_ids: list[int],
+                 scfg: SamplingCfg) -> list[Rollout]:
+    """One episode per (row, group_id) pair (repeat rows for G samples)."""
+    if len(rows) != len(group_ids):
+        raise ValueError(f"run_episodes: {len(rows)} rows but {len(group_ids)} group_ids")
+    eps = []
+    for row, gid in zip(rows, group_ids):
+        p_ids = prompt_ids(tok, row.text, ctx.system_text)
+        if len(p_ids) >= scfg.max_model_len:
+            raise ValueError(f"prompt {row.prompt_id!r}: {len(p_ids)} tokens do not fit "
+                             f"rollout.max_model_len={scfg.max_model_len}")
+        eps.append(Rollout(group_id=int(gid), prompt=row, prompt_ids=p_ids,
+                           response_ids=[], loss_mask=[], rollout_logprobs=[]))
+    segments: list[list[str]] = [[] for _ in eps]   # decoded model text per segment
+    tool_texts: list[list[str]] = [[] for _ in eps]
+    ended_with_call = [False] * len(eps)
+    active = list(range(len(eps)))
+    turn = 0
+    while active:
+        params = []
+        for i in active:
+            ep = eps[i]
+            budget = min(scfg.max_new_tokens - ep.n_model_tokens,
+                         scfg.max_model_len - len(ep.prompt_ids) - len(ep.response_ids))
+            seed = None if scfg.seed is None else scfg.seed * 1_000_003 + i * 101 + turn
+            params.append(GenParams(max_tokens=budget, temperature=scfg.temperature, top_p=scfg.top_p,
+                                    stop=list(ctx.stop_strings), seed=seed))
+        outs = engine.generate([eps[i].prompt_ids + eps[i].response_ids for i in active], params)
+        nxt = []
+        for i, seg in zip(active, outs):
+            ep = eps[i]
+            ep.response_ids += seg.token_ids
+            ep.loss_mask += [1] * len(seg.token_ids)
+            ep.rollout_logprobs += [float(x) for x in seg.logprobs]
+            segments[i].append(seg.text)
+            stopped_at_tag = (seg.finish_reason == "stop" and isinstance(seg.stop_reason, str)
+                              and seg.stop_reason in ctx.stop_strings)
+            ended_with_call[i] = stopped_at_tag
+            if seg.finish_reason == "length":
+                ep.truncated = True
+                continue
+            if not stopped_at_tag:
+                continue
+            turn_text, info = ctx.tool_turn_text(seg.text, n_prev_calls=ep.n_calls)
+            ep.n_calls += 1
+            if info.get("valid"):
+                ep.consulted = True
+                if info.get("category"):
+                    ep.categories.append(str(info["category"]))
+            else:
+                ep.malformed_call = ep.malformed_call or bool(info.get("malformed"))
+            turn_ids = encode_segment(tok, turn_text)
+            room = min(scfg.max_new_tokens - ep.n_model_tokens,
+                       scfg.max_model_len - len(ep.prompt_ids) - len(ep.response_ids) - len(turn_ids))
+            if room <= 0:
+                ep.truncated = True
+                continue
+            ep.response_ids += turn_ids
+            ep.loss_mask += [0] * len(turn_ids)
+            ep.rollout_logprobs += [0.0] * len(turn_ids)
+            tool_texts[i].append(turn_text)
+            nxt.append(i)
+        active = nxt
+        turn += 1
+    for i, ep in enumerate(eps):
+        last = "" if ended_with_call[i] or not segments[i] else segments[i][-1]
+        ep.final_text = strip_end_tokens(last, tok)
+        parts = []
+        for k, s in enumerate(segments[i]):
+            parts.append(s)
+            if k < len(tool_texts[i]):
+                parts.append(tool_texts[i][k])
+        ep.full_text = "".join(parts)
+        ep.check()
+    return eps
+
+
+def strip_end_tokens(text: str, tok: Any) -> str:
+    for t in (getattr(tok, "eos_token", None), "<|im_end|>", "<|endoftext|>"):
+        if t and text.endswith(t):
+            text = text[: -len(t)]
+    return text.strip()

@@ -1,0 +1,113 @@
+"""wandb (offline by default) + console + a metrics.jsonl file + a training-curve PNG."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+log = logging.getLogger("ascl_ray")
+
+PHASES = ("rollout", "reward", "advantage", "train", "sync")
+# shown first on the console: consultation before everything else, then reward
+HEADLINE = ("consultation/rate", "reward/mean", "reward/harmful", "reward/benign_sensitive", "reward/math")
+
+
+class PhaseTimer:
+    def __init__(self) -> None:
+        self.times: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.times[name] = self.times.get(name, 0.0) + time.perf_counter() - t0
+
+
+class Tracker:
+    def __init__(self, out_dir: str, config: dict, *, mode: str = "offline", project: str = "ascl-ray",
+                 run_name: Optional[str] = None, progress: bool = True, total: int = 0):
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.history: list[dict[str, Any]] = []
+        self._jsonl = open(self.out_dir / "metrics.jsonl", "a")
+        self.wandb = None
+        if mode != "disabled":
+            os.environ.setdefault("WANDB_SILENT", "true")
+            import wandb
+
+            self.wandb = wandb.init(project=project, name=run_name, config=config, mode=mode,
+                                    dir=str(self.out_dir), reinit="finish_previous")
+            self.wandb.define_metric("consultation/*", summary="last")
+        self.bars = {}
+        if progress and total:
+            from tqdm.auto import tqdm
+
+            for i, ph in enumerate(PHASES):
+                self.bars[ph] = tqdm(total=total, desc=f"{ph:>9}", position=i, leave=True, dynamic_ncols=True)
+
+    def phase_done(self, phase: str, seconds: float) -> None:
+        bar = self.bars.get(phase)
+        if bar is not None:
+            bar.set_postfix_str(f"{seconds:.2f}s")
+            bar.update(1)
+
+    def log(self, metrics: dict[str, Any], step: int) -> None:
+        row = {"step": step, **{k: (float(v) if isinstance(v, (int, float)) else v) for k, v in metrics.items()}}
+        self.history.append(row)
+        self._jsonl.write(json.dumps(row) + "\n")
+        self._jsonl.flush()
+        if self.wandb is not None:
+            self.wandb.log(metrics, step=step)
+        head = "  ".join(f"{k.split('/')[-1] if k != 'reward/mean' else 'reward'}={metrics[k]:.3f}"
+                         for k in HEADLINE if k in metrics)
+        t = metrics.get("timing/step")
+        msg = f"[iter {step:3d}] {head}" + (f"  step={t:.2f}s" if t is not None else "")
+        if self.bars:
+            from tqdm.auto import tqdm
+
+            tqdm.write(msg)
+        else:
+            print(msg, flush=True)
+
+    def plot(self, path: Optional[str] = None) -> Optional[str]:
+        if not self.history:
+            return None
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        path = path or str(self.out_dir / "training_curves.png")
+        steps = [h["step"] for h in self.history]
+        fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+        for k in ("reward/mean", "reward/harmful", "reward/benign_sensitive", "reward/math"):
+            axes[0].plot(steps, [h.get(k, float("nan")) for h in self.history], label=k.split("/")[-1])
+        axes[0].set_title("reward")
+        for k in [k for k in self.history[-1] if k.startswith("consultation/")]:
+            axes[1].plot(steps, [h.get(k, float("nan")) for h in self.history], label=k.split("/", 1)[-1])
+        axes[1].set_title("consultation rate")
+        for ph in PHASES:
+            axes[2].plot(steps, [h.get(f"timing/{ph}", float("nan")) for h in self.history], label=ph)
+        axes[2].set_title("seconds per phase")
+        for ax in axes:
+            ax.set_xlabel("iteration")
+            ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        return path
+
+    def finish(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+        self._jsonl.close()
+        if self.wandb is not None:
+            self.wandb.finish()
+            self.wandb = None
