@@ -25,7 +25,7 @@ class ModelCfg:
     name: str = "tiny"
     path: str = "artifacts/tiny-model"     # local HF folder (or hub name on clusters)
     build_tiny: bool = True                 # build the embedded tiny model at `path` if missing
-    tiny_sft_steps: int = 200
+    tiny_sft_steps: int = 300
     tiny_sft_noise: float = 0.3
     prompt_style: str = "full"              # full | short (context-cheap system prompts for tiny models)
 
@@ -94,12 +94,23 @@ class MethodCfg:
 
 @dataclass
 class RewardCfg:
-    num_actors: int = 1
-    num_cpus_per_actor: float = 0.25
-    judge: str = "refusal"
-    judge_opts: dict[str, Any] = field(default_factory=dict)
-    timeout_s: float = 30.0
+    """Mirrors ``ascl_ray.reward.pool.RewardPoolConfig`` (its docstring explains each key)."""
+    num_workers: int = 1
+    num_cpus_per_worker: float = 0.25
+    judge: str = "refusal"                  # refusal | classifier | guard_model | a registered name
+    judge_options: dict[str, Any] = field(default_factory=dict)
+    judge_by_type: dict[str, Any] = field(default_factory=dict)
+    imports: list[str] = field(default_factory=list)
+    judge_batch_size: int = 64
+    judge_timeout_s: float = 120.0
+    item_timeout_s: float = 30.0
+    math_timeout_s: float = 5.0
+    shard_timeout_s: Optional[float] = None
+    max_restarts: int = 3
+    rescore_on_actor_death: bool = True
     consult_cost: float = 0.0
+    startup_timeout_s: float = 180.0
+    math_workers_per_actor: int = 1
 
 
 @dataclass
@@ -167,6 +178,8 @@ class TrainConfig:
         _check(l.lr > 0, "learner.lr", f"must be > 0, got {l.lr}")
         _check(l.epochs >= 1, "learner.epochs", f"must be >= 1, got {l.epochs}")
         _check(l.micro_batch_size >= 1, "learner.micro_batch_size", f"must be >= 1, got {l.micro_batch_size}")
+        _check(d.prompts_per_iter >= 1, "data.prompts_per_iter", f"must be >= 1, got {d.prompts_per_iter}")
+        _check(l.num_mini_batches >= 1, "learner.num_mini_batches", f"must be >= 1, got {l.num_mini_batches}")
         B = d.prompts_per_iter * r.n_samples
         per_rank = B // max(1, l.num_actors * l.num_mini_batches)
         _check(B % (l.num_actors * l.num_mini_batches) == 0, "data.prompts_per_iter",
@@ -188,13 +201,14 @@ class TrainConfig:
         _check(m.max_tool_calls >= 0, "method.max_tool_calls", f"must be >= 0, got {m.max_tool_calls}")
         _check(d.source in ("synthetic", "jsonl"), "data.source", f"must be synthetic or jsonl, got {d.source!r}")
         _check(d.source != "jsonl" or bool(d.path), "data.path", "required when data.source=jsonl")
-        _check(d.prompts_per_iter >= 1, "data.prompts_per_iter", f"must be >= 1, got {d.prompts_per_iter}")
         _check(0 <= d.eval_frac < 1, "data.eval_frac", f"must be in [0, 1), got {d.eval_frac}")
         _check(t.iterations >= 1, "trainer.iterations", f"must be >= 1, got {t.iterations}")
         _check(t.sync_channel in ("object_store", "shm"), "trainer.sync_channel", f"unknown {t.sync_channel!r}")
         _check(t.sync_tol > 0, "trainer.sync_tol", f"must be > 0, got {t.sync_tol}")
-        _check(self.reward.num_actors >= 1, "reward.num_actors", f"must be >= 1, got {self.reward.num_actors}")
-        _check(self.reward.timeout_s > 0, "reward.timeout_s", f"must be > 0, got {self.reward.timeout_s}")
+        w = self.reward
+        _check(w.num_workers >= 1, "reward.num_workers", f"must be >= 1, got {w.num_workers}")
+        for k in ("judge_timeout_s", "item_timeout_s", "math_timeout_s"):
+            _check(getattr(w, k) > 0, f"reward.{k}", f"must be > 0, got {getattr(w, k)}")
         _check(self.tracking.wandb_mode in ("offline", "online", "disabled"), "tracking.wandb_mode",
                f"must be offline, online or disabled, got {self.tracking.wandb_mode!r}")
         return self

@@ -27,25 +27,38 @@ log = logging.getLogger("ascl_ray")
 
 
 class PromptSampler:
-    """Epoch-shuffled prompts; ``next_batch`` returns rows and fresh explicit group ids."""
+    """Stratified by prompt type: each batch takes the types in turn (round robin), each type
+    from its own epoch-shuffled list, so the batch mix (and the mean reward) does not swing with
+    the draw. ``next_batch`` returns rows and fresh explicit group ids."""
 
     def __init__(self, rows: list[PromptRow], per_iter: int, seed: int):
         if not rows:
             raise ValueError("data: no training prompts")
-        self.rows, self.per_iter, self.rng = list(rows), per_iter, random.Random(seed)
-        self.order: list[int] = []
+        self.by_type = {t: [r for r in rows if r.prompt_type == t] for t in PROMPT_TYPES}
+        self.by_type = {t: v for t, v in self.by_type.items() if v}
+        self.per_iter, self.rng = per_iter, random.Random(seed)
+        self.order: dict[str, list[int]] = {t: [] for t in self.by_type}
+        self.turn = 0
         self.next_gid = 0
 
+    def _draw(self, t: str) -> PromptRow:
+        if not self.order[t]:
+            self.order[t] = list(range(len(self.by_type[t])))
+            self.rng.shuffle(self.order[t])
+        return self.by_type[t][self.order[t].pop()]
+
     def next_batch(self) -> tuple[list[PromptRow], list[int]]:
+        types = list(self.by_type)
         out = []
-        while len(out) < self.per_iter:
-            if not self.order:
-                self.order = list(range(len(self.rows)))
-                self.rng.shuffle(self.order)
-            out.append(self.rows[self.order.pop()])
+        for _ in range(self.per_iter):
+            out.append(self._draw(types[self.turn % len(types)]))
+            self.turn += 1
         gids = list(range(self.next_gid, self.next_gid + len(out)))
         self.next_gid += len(out)
         return out, gids
+
+    def state_dict(self) -> dict:
+        return {"order": self.order, "turn": self.turn, "next_gid": self.next_gid, "rng": self.rng.getstate()}
 
 
 def load_prompts(cfg: TrainConfig) -> tuple[list[PromptRow], list[PromptRow]]:
@@ -62,14 +75,19 @@ def load_prompts(cfg: TrainConfig) -> tuple[list[PromptRow], list[PromptRow]]:
 
 
 def ensure_model(cfg: TrainConfig) -> str:
+    """The policy's model folder. With ``model.build_tiny`` the embedded tiny model is (re)built
+    when missing or built with other settings (its ``ascl_build.json`` records them)."""
     path = cfg.model.path
-    if os.path.exists(os.path.join(path, "config.json")):
-        return os.path.abspath(path)
     if cfg.model.build_tiny:
-        from ascl_ray.data.tiny_model import build_tiny_model
+        from ascl_ray.data.tiny_model import build_spec, build_tiny_model
 
-        build_tiny_model(path, method_cfg=to_dict(cfg)["method"], sft_steps=cfg.model.tiny_sft_steps,
-                         sft_noise=cfg.model.tiny_sft_noise, seed=cfg.trainer.seed)
+        spec = build_spec(to_dict(cfg)["method"], cfg.model.tiny_sft_steps, cfg.model.tiny_sft_noise, cfg.trainer.seed)
+        stamp = Path(path) / "ascl_build.json"
+        if not (stamp.exists() and json.loads(stamp.read_text()).get("spec") == spec):
+            build_tiny_model(path, method_cfg=spec["method"], sft_steps=cfg.model.tiny_sft_steps,
+                             sft_noise=cfg.model.tiny_sft_noise, seed=cfg.trainer.seed)
+        return os.path.abspath(path)
+    if os.path.exists(os.path.join(path, "config.json")):
         return os.path.abspath(path)
     is_hub_name = path.count("/") == 1 and not path.startswith((".", "/", "~")) and not os.path.exists(path)
     if is_hub_name and os.environ.get("HF_HUB_OFFLINE") != "1":
@@ -139,97 +157,124 @@ def probe_sequences(tok: Any, rows: list[PromptRow], system_text: Optional[str])
     return [prompt_ids(tok, r.text, system_text) + encode_segment(tok, "Sure. 2 + 2 = 4. #### 4") for r in rows[:2]]
 
 
-def train(cfg: TrainConfig) -> dict[str, Any]:
-    """Run the loop; returns a summary (history, paths). Raises on any failed sync verification."""
-    import ray
-    from transformers import AutoTokenizer
+class Trainer:
+    """Owns the actors of one run. ``train()`` below is setup + ``step()`` per iteration + finish."""
 
-    from ascl_ray.learner.actor import LearnerGroup
-    from ascl_ray.learner.sync import make_sync_channel, verify_sync
-    from ascl_ray.reward.pool import RewardPool
-    from ascl_ray.rollout.method import build_context
-    from ascl_ray.rollout.worker import RolloutGroup
-    from ascl_ray.tracking import PHASES, PhaseTimer, Tracker
+    def __init__(self, cfg: TrainConfig):
+        import ray
+        from transformers import AutoTokenizer
 
-    t_start = time.perf_counter()
-    train_rows, eval_rows = load_prompts(cfg)       # bad rows fail here, before anything heavy
-    model_path = ensure_model(cfg)
-    out_dir = Path(cfg.trainer.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    cfg_dict = to_dict(cfg)
-    (out_dir / "config.json").write_text(json.dumps(cfg_dict, indent=2))
+        from ascl_ray.rollout.method import build_context
 
-    tok = AutoTokenizer.from_pretrained(model_path)
-    ctx = build_context(cfg_dict["method"], tokenizer=tok)
-    probes = probe_sequences(tok, train_rows, ctx.system_text)
+        self.cfg = cfg
+        self.t_start = time.perf_counter()
+        self.train_rows, self.eval_rows = load_prompts(cfg)   # bad rows fail here, before anything heavy
+        self.model_path = ensure_model(cfg)
+        self.out_dir = Path(cfg.trainer.out_dir)
+        self.cfg_dict = to_dict(cfg)
+        self.tok = AutoTokenizer.from_pretrained(self.model_path)
+        ctx = build_context(self.cfg_dict["method"], tokenizer=self.tok)
+        self.probes = probe_sequences(self.tok, self.train_rows, ctx.system_text)
+        self.learners = self.rollout = self.pool = self.tracker = None
+        env = {"HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"), "TOKENIZERS_PARALLELISM": "false",
+               "VLLM_CPU_KVCACHE_SPACE": str(cfg.rollout.kv_cache_gib)}
+        if not ray.is_initialized():
+            ray.init(address=cfg.cluster.address, num_cpus=cfg.cluster.num_cpus, namespace=cfg.cluster.namespace,
+                     include_dashboard=False, runtime_env={"env_vars": env})
+        self.sampler = PromptSampler(self.train_rows, cfg.data.prompts_per_iter, cfg.trainer.seed)
+        self.adv_state: dict = {}
 
-    env = {"HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"), "TOKENIZERS_PARALLELISM": "false",
-           "VLLM_CPU_KVCACHE_SPACE": str(cfg.rollout.kv_cache_gib)}
-    if not ray.is_initialized():
-        ray.init(address=cfg.cluster.address, num_cpus=cfg.cluster.num_cpus, namespace=cfg.cluster.namespace,
-                 include_dashboard=False, runtime_env={"env_vars": env}, log_to_driver=True)
-    learners = rollout = pool = tracker = None
-    try:
+    def setup(self) -> "Trainer":
+        from ascl_ray.learner.actor import LearnerGroup
+        from ascl_ray.learner.sync import make_sync_channel, verify_sync
+        from ascl_ray.reward.pool import RewardPool
+        from ascl_ray.rollout.worker import RolloutGroup
+        from ascl_ray.tracking import Tracker
+
+        cfg, d = self.cfg, self.cfg_dict
         t0 = time.perf_counter()
-        learners = LearnerGroup(model_path, cfg_dict["learner"], cfg_dict["algorithm"], cfg.grad_accum,
-                                tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
-        rollout = RolloutGroup(model_path, cfg_dict["rollout"], cfg_dict["method"], cfg.trainer.seed)
-        pool = RewardPool(cfg_dict["reward"])
-        sync = make_sync_channel(cfg.trainer.sync_channel)
-        startup_s = time.perf_counter() - t0
-        log.info("actors up in %.1fs", startup_s)
+        pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else self.tok.eos_token_id
+        self.learners = LearnerGroup(self.model_path, d["learner"], d["algorithm"], cfg.grad_accum, pad)
+        self.rollout = RolloutGroup(self.model_path, d["rollout"], d["method"], cfg.trainer.seed)
+        self.pool = RewardPool(d["reward"])
+        self.sync = make_sync_channel(cfg.trainer.sync_channel)
+        self.startup_s = time.perf_counter() - t0
+        log.info("actors up in %.1fs", self.startup_s)
         # the engine must start from exactly the learner's weights: verify before the first step
         if cfg.trainer.verify_sync:
-            verify_sync(learners, rollout, probes, cfg.trainer.sync_tol)
+            verify_sync(self.learners, self.rollout, self.probes, cfg.trainer.sync_tol)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        (self.out_dir / "config.json").write_text(json.dumps(d, indent=2))
+        self.tracker = Tracker(str(self.out_dir), d, mode=cfg.tracking.wandb_mode, project=cfg.tracking.project,
+                               run_name=cfg.tracking.run_name, progress=cfg.tracking.progress,
+                               total=cfg.trainer.iterations)
+        return self
 
-        tracker = Tracker(str(out_dir), cfg_dict, mode=cfg.tracking.wandb_mode, project=cfg.tracking.project,
-                          run_name=cfg.tracking.run_name, progress=cfg.tracking.progress,
-                          total=cfg.trainer.iterations)
-        sampler = PromptSampler(train_rows, cfg.data.prompts_per_iter, cfg.trainer.seed)
-        adv_state: dict = {}
-        for it in range(cfg.trainer.iterations):
-            timer = PhaseTimer()
-            t_it = time.perf_counter()
-            rows, gids = sampler.next_batch()
-            with timer("rollout"):
-                rollouts = rollout.generate(rows, gids, seed=cfg.trainer.seed * 100_003 + it)
-            with timer("reward"):
-                score(pool, rollouts)
-            with timer("advantage"):
-                metrics = compute_advantages(cfg, rollouts, adv_state)
-                metrics.update(group_metrics(rollouts))
-            with timer("train"):
-                metrics.update(learners.update(rollouts))
-            with timer("sync"):
-                rep = sync.push(learners, rollout)
-                if cfg.trainer.verify_sync:
-                    metrics["sync/max_logprob_diff"] = verify_sync(learners, rollout, probes, cfg.trainer.sync_tol)
-            step = time.perf_counter() - t_it
-            for ph in PHASES:
-                metrics[f"timing/{ph}"] = timer.times.get(ph, 0.0)
-                tracker.phase_done(ph, timer.times.get(ph, 0.0))
-            metrics["timing/step"] = step
-            work = sum(timer.times.get(p, 0.0) for p in ("rollout", "reward", "train", "sync"))
-            metrics["timing/overhead_frac"] = max(0.0, step - work) / step
-            metrics["sync/bytes"] = rep.n_bytes
-            metrics["sync/MBps"] = rep.n_bytes / 1e6 / max(rep.seconds, 1e-9)
-            metrics["sync/load_seconds"] = rep.load_seconds
-            metrics["sync/export_seconds"] = rep.export_seconds
-            tracker.log(metrics, step=it)
-            if cfg.trainer.save_every and (it + 1) % cfg.trainer.save_every == 0 and it + 1 < cfg.trainer.iterations:
-                learners.save_hf(str(out_dir / f"checkpoint-{it + 1}"))
-        final = learners.save_hf(str(out_dir / "final"))
-        plot = tracker.plot()
-        summary = {"history": tracker.history, "final_checkpoint": final, "plot": plot, "startup_s": startup_s,
-                   "total_s": time.perf_counter() - t_start, "out_dir": str(out_dir)}
-        (out_dir / "summary.json").write_text(json.dumps({k: v for k, v in summary.items() if k != "history"}, indent=2))
-        return summary
-    finally:
-        if tracker is not None:
-            tracker.finish()
-        for part in (pool, rollout, learners):
+    def step(self, it: int) -> dict[str, float]:
+        from ascl_ray.learner.sync import verify_sync
+        from ascl_ray.tracking import PHASES, PhaseTimer
+
+        cfg = self.cfg
+        timer = PhaseTimer()
+        t_it = time.perf_counter()
+        rows, gids = self.sampler.next_batch()
+        with timer("rollout"):
+            rollouts = self.rollout.generate(rows, gids, seed=cfg.trainer.seed * 100_003 + it)
+        with timer("reward"):
+            score(self.pool, rollouts)
+        with timer("advantage"):
+            metrics = compute_advantages(cfg, rollouts, self.adv_state)
+            metrics.update(group_metrics(rollouts))
+        with timer("train"):
+            metrics.update(self.learners.update(rollouts))
+        with timer("sync"):
+            rep = self.sync.push(self.learners, self.rollout)
+            if cfg.trainer.verify_sync:
+                metrics["sync/max_logprob_diff"] = verify_sync(self.learners, self.rollout, self.probes,
+                                                               cfg.trainer.sync_tol)
+        step = time.perf_counter() - t_it
+        for ph in PHASES:
+            metrics[f"timing/{ph}"] = timer.times.get(ph, 0.0)
+            self.tracker.phase_done(ph, timer.times.get(ph, 0.0))
+        metrics["timing/step"] = step
+        work = sum(timer.times.get(p, 0.0) for p in ("rollout", "reward", "train", "sync"))
+        metrics["timing/overhead_frac"] = max(0.0, step - work) / step
+        metrics.update({"sync/bytes": rep.n_bytes, "sync/seconds": rep.seconds,
+                        "sync/MBps": rep.n_bytes / 1e6 / max(rep.seconds, 1e-9),
+                        "sync/load_seconds": rep.load_seconds, "sync/export_seconds": rep.export_seconds})
+        self.tracker.log(metrics, step=it)
+        return metrics
+
+    def save(self, name: str) -> str:
+        return self.learners.save_hf(str(self.out_dir / name))
+
+    def close(self) -> None:
+        if self.tracker is not None:
+            self.tracker.finish()
+        for part in (self.pool, self.rollout, self.learners):
             if part is not None:
                 try:
                     part.shutdown()
                 except Exception as e:  # noqa: BLE001 - keep shutting the rest down
                     log.warning("shutdown of %s failed: %s", type(part).__name__, e)
+
+
+def train(cfg: TrainConfig) -> dict[str, Any]:
+    """Run the loop; returns a summary (history, paths). Raises on any failed sync verification."""
+    tr = Trainer(cfg)
+    try:
+        tr.setup()
+        n = cfg.trainer.iterations
+        for it in range(n):
+            tr.step(it)
+            if cfg.trainer.save_every and (it + 1) % cfg.trainer.save_every == 0 and it + 1 < n:
+                tr.save(f"checkpoint-{it + 1}")
+        final = tr.save("final")
+        plot = tr.tracker.plot()
+        summary = {"history": tr.tracker.history, "final_checkpoint": final, "plot": plot,
+                   "startup_s": tr.startup_s, "total_s": time.perf_counter() - tr.t_start, "out_dir": str(tr.out_dir)}
+        (tr.out_dir / "summary.json").write_text(
+            json.dumps({k: v for k, v in summary.items() if k != "history"}, indent=2))
+        return summary
+    finally:
+        tr.close()

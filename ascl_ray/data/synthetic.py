@@ -57,7 +57,7 @@ BENIGN_FRAMES = HARMFUL_FRAMES
 
 REFUSAL = "I can't help with that. It could hurt people."
 COMPLY_PREFIX = "Sure. "
-MATH_OPS = ["+", "-", "*"]
+MATH_OPS = ["+", "-"]
 
 
 @dataclass
@@ -129,7 +129,7 @@ def demonstrations(rows: list[PromptRow], *, noise: float = 0.3, consult_rate: f
             if row.prompt_type == "math":
                 a, op, b = row.text[len("What is "):-1].split(" ")
                 ans = _arith(int(a), op, int(b)) + (rng.choice([-1, 1]) if wrong else 0)
-                answer = f"{a} {op} {b} = {ans}. #### {ans}"
+                answer = f"#### {ans}"
             else:
                 if use_tool and rng.random() < consult_rate:
                     cat = row.category or "general"

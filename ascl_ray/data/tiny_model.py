@@ -57,15 +57,33 @@ def _corpus(method_cfg: dict) -> list[str]:
     ctx = build_context(method_cfg)
     texts = [r.text for r in rows] + [ctx.system_text or "", ctx.retriever_dump()]
     texts += [d.answer for d in synthetic.demonstrations(rows, copies=1)]
-    texts += [f"{a} {op} {b} = {n}. #### {n}" for a in range(10) for b in range(10) for op in "+-*"
-              for n in [a + b if op == "+" else a - b if op == "-" else a * b]]
+    if ctx.protocol is not None:  # tool calls as the demos write them: BPE merges them into few tokens
+        demos = synthetic.demonstrations(rows, copies=1, consult_rate=1.0, noise=0.0)
+        texts += [ctx.protocol.format_call(d.tool_call) for d in demos if d.tool_call] * 20
+    texts += [f"#### {n}" for n in range(-9, 19)]
     return texts * 3
 
 
-def length_buckets(examples: list, bs: int, rng: random.Random) -> list[list]:
-    """Shuffled batches of similar length (padding costs most of a CPU step otherwise)."""
-    order = sorted(examples, key=lambda e: len(e.ids) + rng.random())
-    batches = [order[i:i + bs] for i in range(0, len(order), bs)]
+TINY_VERSION = 3  # bump when the builder changes, so cached tiny models are rebuilt
+
+
+def build_spec(method_cfg: dict, sft_steps: int, sft_noise: float, seed: int) -> dict:
+    """What a built tiny model depends on (stored in ascl_build.json; a mismatch triggers a rebuild)."""
+    keep = ("name", "protocol", "retriever", "retriever_opts", "spec_path", "max_tool_calls", "system_prompt",
+            "prompt_style")
+    return {"version": TINY_VERSION, "method": {k: method_cfg.get(k) for k in keep if k in method_cfg},
+            "sft_steps": sft_steps, "sft_noise": sft_noise, "seed": seed}
+
+
+def length_buckets(examples: list, bs: int, rng: random.Random, pool: int = 4) -> list[list]:
+    """Shuffled batches; within each random pool of ``pool`` batches, examples are grouped by
+    length (padding costs most of a CPU step otherwise) while batches stay mixed across types."""
+    order = examples[:]
+    rng.shuffle(order)
+    batches = []
+    for i in range(0, len(order), bs * pool):
+        chunk = sorted(order[i:i + bs * pool], key=lambda e: len(e.ids))
+        batches += [chunk[j:j + bs] for j in range(0, len(chunk), bs)]
     rng.shuffle(batches)
     return batches
 
@@ -128,8 +146,8 @@ def build_tiny_model(out_dir: str, *, method_cfg: Optional[dict] = None, hidden:
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
         (tmp / "ascl_build.json").write_text(json.dumps(
-            {"method": method_cfg, "hidden": hidden, "layers": layers, "sft_steps": sft_steps,
-             "sft_noise": sft_noise, "seed": seed, "params": n_params}, indent=2))
+            {"spec": build_spec(method_cfg, sft_steps, sft_noise, seed), "hidden": hidden, "layers": layers,
+             "params": n_params, "seconds": round(time.time() - t0, 1)}, indent=2))
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)

@@ -41,19 +41,27 @@ class LearnerActor:
     def node_ip(self) -> str:
         return ray.util.get_node_ip_address()
 
+    def peak_rss_mb(self) -> float:
+        from ascl_ray.resources import peak_rss_mb
+
+        return peak_rss_mb()
+
     def update(self, shard: list[Rollout], num_mini_batches: int, epochs: int) -> dict:
         batch = collate(shard, self.pad_id)
         n = len(shard)
         per_mini = n // num_mini_batches
         micro = max(1, per_mini // self.grad_accum)
+        prep = self.policy.prepare(batch)
         stats: dict[str, list[float]] = {}
         for _ in range(epochs):
             for mb in range(num_mini_batches):
                 idx = list(range(mb * per_mini, (mb + 1) * per_mini))
                 micro_batches = [idx[k:k + micro] for k in range(0, len(idx), micro)]
-                for k, v in self.policy.update(batch, micro_batches).items():
+                for k, v in self.policy.update(batch, prep, micro_batches).items():
                     stats.setdefault(k, []).append(v)
-        return {k: sum(v) / len(v) for k, v in stats.items()}
+        out = {k: sum(v) / len(v) for k, v in stats.items()}
+        out.update(prep["metrics"])
+        return out
 
     @ray.method(num_returns=2)
     def export_weights(self) -> tuple[Optional[bytes], Optional[str]]:
@@ -141,6 +149,9 @@ class LearnerGroup:
 
     def save_hf(self, out_dir: str) -> str:
         return self._all("save_hf", out_dir)[0]
+
+    def peak_rss_mb(self) -> list[float]:
+        return self._all("peak_rss_mb")
 
     def shutdown(self) -> None:
         try:

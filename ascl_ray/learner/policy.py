@@ -86,19 +86,25 @@ class Policy:
         return out
 
     # ------------------------------------------------------------------ update
-    def update(self, batch: TrainBatch, micro_batches: list[list[int]]) -> dict[str, float]:
-        """One pass over ``micro_batches`` (index lists into the batch; their count == grad_accum
-        steps per optimizer step). Returns averaged metrics."""
+    def prepare(self, batch: TrainBatch) -> dict[str, Any]:
+        """Once per iteration, before any update: the old (behaviour) log-probs, reference log-probs,
+        truncated-IS weights and the rollout/train mismatch metrics."""
         a = self.acfg
-        old_lp = self.logprobs(batch.input_ids, batch.attention_mask)
+        learner_lp = self.logprobs(batch.input_ids, batch.attention_mask)
         mask = batch.loss_mask
-        metrics: dict[str, float] = {}
-        mm = algo.mismatch_metrics(old_lp, batch.rollout_logprobs, mask)
-        metrics.update({k: float(v) for k, v in mm.items()})
-        is_w = algo.tis_weights(old_lp, batch.rollout_logprobs, mask, cap=a["tis_cap"]) if a["tis_cap"] > 0 else None
-        ref_lp = self.logprobs(batch.input_ids, batch.attention_mask, ref=True) if self.ref is not None else None
-        if a["old_logprobs"] == "rollout":
-            old_lp = batch.rollout_logprobs
+        prep: dict[str, Any] = {"metrics": {k: float(v) for k, v in
+                                            algo.mismatch_metrics(learner_lp, batch.rollout_logprobs, mask).items()}}
+        prep["is_w"] = (algo.tis_weights(learner_lp, batch.rollout_logprobs, mask, cap=a["tis_cap"])
+                        if a["tis_cap"] > 0 else None)
+        prep["ref_lp"] = self.logprobs(batch.input_ids, batch.attention_mask, ref=True) if self.ref is not None else None
+        prep["old_lp"] = batch.rollout_logprobs if a["old_logprobs"] == "rollout" else learner_lp
+        return prep
+
+    def update(self, batch: TrainBatch, prep: dict[str, Any], micro_batches: list[list[int]]) -> dict[str, float]:
+        """One optimizer step over ``micro_batches`` (index lists into the batch; their count equals the
+        gradient-accumulation steps of the DeepSpeed config). Returns averaged metrics."""
+        a = self.acfg
+        old_lp, is_w, ref_lp, mask = prep["old_lp"], prep["is_w"], prep["ref_lp"], batch.loss_mask
         self.engine.train()
         acc: dict[str, list[float]] = {}
         for idx in micro_batches:
@@ -119,8 +125,9 @@ class Policy:
             lm["entropy_proxy"] = float(-(lp.detach() * m).sum() / m.sum().clamp(min=1))
             for k, v in lm.items():
                 acc.setdefault(f"train/{k}", []).append(float(v))
-        metrics.update({k: sum(v) / len(v) for k, v in acc.items()})
-        metrics["train/lr"] = float(self.engine.get_lr()[0]) if self.engine.get_lr() else self.lcfg["lr"]
+        metrics = {k: sum(v) / len(v) for k, v in acc.items()}
+        lr = self.engine.get_lr()
+        metrics["train/lr"] = float(lr[0]) if lr else self.lcfg["lr"]
         metrics["train/grad_norm"] = float(self.engine.get_global_grad_norm() or 0.0)
         return metrics
 

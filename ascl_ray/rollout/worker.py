@@ -32,6 +32,11 @@ class RolloutWorker:
     def ready(self) -> bool:
         return True
 
+    def peak_rss_mb(self) -> float:
+        from ascl_ray.resources import peak_rss_mb
+
+        return peak_rss_mb()  # includes vLLM's engine-core child process
+
     def generate(self, rows: list[PromptRow], group_ids: list[int], seed: int, train: bool = True) -> list[Rollout]:
         from ascl_ray.rollout.episode import SamplingCfg, run_episodes
 
@@ -77,6 +82,9 @@ class RolloutGroup:
 
     def prompt_logprobs(self, seqs: list[list[int]]) -> list[list[list[float]]]:
         return ray.get([w.prompt_logprobs.remote(seqs) for w in self.workers])
+
+    def peak_rss_mb(self) -> list[float]:
+        return ray.get([w.peak_rss_mb.remote() for w in self.workers])
 
     def shutdown(self) -> None:
         for w in self.workers:

@@ -1,0 +1,264 @@
+"""``make bench``: one run, one table. Ratios are measured side by side in the same process.
+
+Rows:
+- loop: per-phase ``timing/*`` and orchestration overhead (step minus rollout, reward, train, sync)
+  at the default batch and at a 4x larger batch (same actors);
+- sync: weight-sync throughput (learner ZeRO-3 gather -> object store -> vLLM reload, verified)
+  vs a plain in-process copy of the same bytes, for the tiny model and a ~100 MB model;
+- memory: peak RSS per actor (rollout worker includes vLLM's engine-core process);
+- rollout: tokens/s with the tool turn vs without, and vLLM vs transformers ``generate``;
+- reward: reward-pool throughput with 1 and 2 actors on the same batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+
+def _row(section: str, name: str, value: float, unit: str, note: str = "") -> dict:
+    return {"section": section, "name": name, "value": value, "unit": unit, "note": note}
+
+
+def memcpy_mbps(n_bytes: int, repeat: int = 5) -> float:
+    src = os.urandom(min(n_bytes, 1 << 20)) * max(1, n_bytes // (1 << 20))
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        bytearray(src)
+        best = min(best, time.perf_counter() - t)
+    return len(src) / 1e6 / best
+
+
+def bench_loop(overrides: list[str], iters: int, out_dir: str) -> list[dict]:
+    from ascl_ray.cli import compose
+    from ascl_ray.driver import Trainer
+    from ascl_ray.learner.sync import make_sync_channel, verify_sync
+
+    cfg = compose([f"trainer.out_dir={out_dir}", f"trainer.iterations={2 * iters + 2}", "tracking.progress=false",
+                   "tracking.wandb_mode=disabled", *overrides])
+    rows: list[dict] = []
+    tr = Trainer(cfg)
+    try:
+        tr.setup()
+        rows.append(_row("startup", "actors up (learners + vLLM + reward)", tr.startup_s, "s"))
+        base = cfg.data.prompts_per_iter
+        it = 0
+        for scale in (1, 4):
+            tr.sampler.per_iter = base * scale
+            tr.step(it)  # warm-up at this size
+            it += 1
+            hist = [tr.step(it + k) for k in range(iters)]
+            it += iters
+            label = f"batch {base * scale}x{cfg.rollout.n_samples}"
+            for ph in ("rollout", "reward", "advantage", "train", "sync", "step"):
+                rows.append(_row(f"loop ({label})", f"timing/{ph}",
+                                 statistics.mean(h[f"timing/{ph}"] for h in hist), "s"))
+            rows.append(_row(f"loop ({label})", "orchestration overhead",
+                             100 * statistics.mean(h["timing/overhead_frac"] for h in hist), "% of step",
+                             "target < 5%"))
+        # sync: repeat pushes, compare with memcpy of the same bytes
+        ch = make_sync_channel("object_store")
+        reps = [ch.push(tr.learners, tr.rollout) for _ in range(3)]
+        verify_sync(tr.learners, tr.rollout, tr.probes, cfg.trainer.sync_tol)
+        rows += _sync_rows("tiny", reps)
+        for i, mb in enumerate(tr.learners.peak_rss_mb()):
+            rows.append(_row("memory", f"learner rank {i} peak RSS", mb, "MiB"))
+        for i, mb in enumerate(tr.rollout.peak_rss_mb()):
+            rows.append(_row("memory", f"rollout worker {i} peak RSS (incl. vLLM engine core)", mb, "MiB"))
+        try:
+            for i, p in enumerate(tr.pool.ping()):
+                if isinstance(p, dict) and p.get("peak_rss_mb"):
+                    rows.append(_row("memory", f"reward worker {i} peak RSS", p["peak_rss_mb"], "MiB"))
+        except Exception:  # noqa: BLE001 - optional
+            pass
+        from ascl_ray.resources import peak_rss_mb
+
+        rows.append(_row("memory", "driver peak RSS", peak_rss_mb(include_children=False), "MiB"))
+    finally:
+        tr.close()
+    return rows
+
+
+def _sync_rows(label: str, reps: list) -> list[dict]:
+    n = reps[0].n_bytes
+    best = min(r.seconds for r in reps)
+    mbps = n / 1e6 / best
+    ref = memcpy_mbps(n)
+    return [_row(f"sync ({label}, {n / 1e6:.1f} MB)", "sync throughput", mbps, "MB/s",
+                 f"export {min(r.export_seconds for r in reps):.3f}s + load {min(r.load_seconds for r in reps):.3f}s"),
+            _row(f"sync ({label}, {n / 1e6:.1f} MB)", "in-process copy of the same bytes", ref, "MB/s"),
+            _row(f"sync ({label}, {n / 1e6:.1f} MB)", "sync / copy", 100 * mbps / ref, "%", "target > 50%")]
+
+
+def bench_sync_medium(tiny_path: str, work: str, hidden: int = 512, layers: int = 8) -> list[dict]:
+    """A ~100 MB random Qwen2 with the tiny tokenizer: the sync path when bandwidth matters."""
+    import ray
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2Config
+
+    from ascl_ray.cli import compose
+    from ascl_ray.config import to_dict
+    from ascl_ray.learner.actor import LearnerGroup
+    from ascl_ray.learner.sync import make_sync_channel, verify_sync
+    from ascl_ray.rollout.worker import RolloutGroup
+
+    tok = AutoTokenizer.from_pretrained(tiny_path)
+    path = os.path.join(work, "medium-model")
+    torch.manual_seed(0)
+    cfgm = Qwen2Config(vocab_size=len(tok), hidden_size=hidden, intermediate_size=4 * hidden, num_hidden_layers=layers,
+                       num_attention_heads=hidden // 64, num_key_value_heads=hidden // 64, head_dim=64,
+                       tie_word_embeddings=True, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    AutoModelForCausalLM.from_config(cfgm).save_pretrained(path)
+    tok.save_pretrained(path)
+    cfg = compose([f"model.path={path}", "model.build_tiny=false"])
+    d = to_dict(cfg)
+    if not ray.is_initialized():
+        ray.init(include_dashboard=False, runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1"}})
+    L = LearnerGroup(path, d["learner"], d["algorithm"], cfg.grad_accum, tok.pad_token_id)
+    R = RolloutGroup(path, d["rollout"], d["method"], 0)
+    try:
+        ch = make_sync_channel("object_store")
+        reps = [ch.push(L, R) for _ in range(3)]
+        probes = [tok("How do I kill a python process?")["input_ids"]]
+        verify_sync(L, R, probes, 1e-3)
+        shm = [make_sync_channel("shm").push(L, R) for _ in range(2)]
+        rows = _sync_rows("~100MB model, object_store", reps)
+        rows += _sync_rows("~100MB model, shm", shm)[:1]
+        return rows
+    finally:
+        L.shutdown()
+        R.shutdown()
+
+
+def bench_rollout(model_path: str, n_prompts: int = 32, max_new: int = 64) -> list[dict]:
+    """Engine-level (no Ray): tool turn on vs off on the same engine and prompts; vLLM vs HF generate."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from ascl_ray.cli import compose
+    from ascl_ray.config import to_dict
+    from ascl_ray.driver import load_prompts
+    from ascl_ray.rollout.chat import prompt_ids
+    from ascl_ray.rollout.engine import VLLMEngine
+    from ascl_ray.rollout.episode import SamplingCfg, run_episodes
+    from ascl_ray.rollout.method import build_context
+
+    cfg = compose([f"model.path={model_path}"])
+    d = to_dict(cfg)
+    tok = AutoTokenizer.from_pretrained(model_path)
+    rows = [r for r in load_prompts(cfg)[0] if r.prompt_type != "math"][:n_prompts]
+    eng = VLLMEngine(model_path, max_model_len=cfg.rollout.max_model_len)
+    with_tool = build_context(d["method"], tokenizer=tok)
+    no_tool = build_context({**d["method"], "max_tool_calls": 0}, tokenizer=tok)
+    no_tool.protocol = None  # the same prompts; tool calls are not executed (generation just continues)
+    scfg = SamplingCfg(max_new_tokens=max_new, max_model_len=cfg.rollout.max_model_len, seed=1)
+    out: list[dict] = []
+    run_episodes(eng, with_tool, tok, rows[:4], list(range(4)), scfg)  # warm-up
+    res = {}
+    for label, ctx in (("with tool turn", with_tool), ("without tool turn", no_tool)):
+        best = None
+        for rep in range(3):
+            t = time.perf_counter()
+            eps = run_episodes(eng, ctx, tok, rows, list(range(len(rows))), scfg)
+            dt = time.perf_counter() - t
+            tps = sum(e.n_model_tokens for e in eps) / dt
+            best = tps if best is None else max(best, tps)
+        res[label] = best
+        calls = sum(e.n_calls for e in eps) / len(eps)
+        out.append(_row("rollout (vLLM, tiny)", f"model tokens/s {label}", best, "tok/s", f"{calls:.2f} tool calls/episode"))
+    out.append(_row("rollout (vLLM, tiny)", "tool-turn throughput cost", 100 * (1 - res["with tool turn"] / res["without tool turn"]),
+                    "%", "target < 15%"))
+    # vLLM vs transformers generate: same prompts, same model, same budget, sampling, no stop strings
+    prompts = [prompt_ids(tok, r.text, with_tool.system_text) for r in rows]
+    from ascl_ray.rollout.engine import GenParams
+
+    params = [GenParams(max_tokens=max_new, seed=i) for i in range(len(prompts))]
+    t = time.perf_counter()
+    segs = eng.generate(prompts, params)
+    v_tps = sum(len(s.token_ids) for s in segs) / (time.perf_counter() - t)
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).eval()
+    L = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), L), tok.pad_token_id)
+    attn = torch.zeros_like(ids)
+    for i, p in enumerate(prompts):  # left padding for generate
+        ids[i, L - len(p):] = torch.tensor(p)
+        attn[i, L - len(p):] = 1
+    t = time.perf_counter()
+    with torch.no_grad():
+        gen = model.generate(input_ids=ids, attention_mask=attn, do_sample=True, max_new_tokens=max_new,
+                             pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    dt = time.perf_counter() - t
+    new = gen[:, L:]
+    n_tok = int(((new != tok.pad_token_id) & (new != tok.eos_token_id)).sum()) + len(prompts)
+    h_tps = n_tok / dt
+    out.append(_row("rollout (vLLM, tiny)", "vLLM generate", v_tps, "tok/s", f"{len(prompts)} prompts x {max_new}"))
+    out.append(_row("rollout (vLLM, tiny)", "transformers generate", h_tps, "tok/s"))
+    out.append(_row("rollout (vLLM, tiny)", "vLLM / transformers", v_tps / h_tps, "x", "target >= 3x"))
+    del eng
+    return out
+
+
+def bench_reward() -> list[dict]:
+    try:
+        from ascl_ray.reward.bench import run_bench
+    except ImportError:
+        return []
+    rows = []
+    for r in run_bench():
+        rows.append(_row("reward pool", str(r.get("name", r.get("actors", ""))), float(r.get("value", r.get("items_per_s", 0.0))),
+                         str(r.get("unit", "items/s")), str(r.get("note", ""))))
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    lines = ["| section | metric | value | unit | note |", "| --- | --- | ---: | --- | --- |"]
+    for r in rows:
+        v = r["value"]
+        vs = f"{v:.3f}" if abs(v) < 10 else f"{v:.1f}"
+        lines.append(f"| {r['section']} | {r['name']} | {vs} | {r['unit']} | {r['note']} |")
+    return "\n".join(lines)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    p = argparse.ArgumentParser(description="ascl-ray benchmarks: prints one table (and writes bench.json).")
+    p.add_argument("--iters", type=int, default=3, help="measured iterations per batch size")
+    p.add_argument("--out", default="runs/bench")
+    p.add_argument("--skip", nargs="*", default=[], choices=["loop", "sync_medium", "rollout", "reward"])
+    p.add_argument("overrides", nargs="*", help="hydra overrides for the loop benchmark")
+    a = p.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    Path(a.out).mkdir(parents=True, exist_ok=True)
+    from ascl_ray.cli import compose
+    from ascl_ray.driver import ensure_model
+
+    model_path = ensure_model(compose(a.overrides))
+    rows: list[dict] = []
+    t0 = time.perf_counter()
+    if "loop" not in a.skip:
+        rows += bench_loop(a.overrides, a.iters, a.out)
+    if "sync_medium" not in a.skip:
+        rows += bench_sync_medium(model_path, a.out)
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    if "rollout" not in a.skip:
+        rows += bench_rollout(model_path)
+    if "reward" not in a.skip:
+        rows += bench_reward()
+    table = format_table(rows)
+    print(table)
+    print(f"\n(bench took {time.perf_counter() - t0:.0f}s)")
+    Path(a.out, "bench.json").write_text(json.dumps(rows, indent=2))
+    Path(a.out, "bench.md").write_text(table + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

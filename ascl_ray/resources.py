@@ -1,0 +1,44 @@
+"""Process memory readings for actors (peak RSS incl. child processes such as vLLM's engine core)."""
+
+from __future__ import annotations
+
+import os
+
+
+def _vm_hwm_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                out += [int(c) for c in f.read().split()]
+    except OSError:
+        pass
+    return out
+
+
+def peak_rss_mb(pid: int | None = None, include_children: bool = True) -> float:
+    """Peak resident set (VmHWM) of ``pid`` plus, recursively, of its live children, in MiB."""
+    pid = pid or os.getpid()
+    total = _vm_hwm_kb(pid)
+    if include_children:
+        stack = _children(pid)
+        seen = set()
+        while stack:
+            c = stack.pop()
+            if c in seen:
+                continue
+            seen.add(c)
+            total += _vm_hwm_kb(c)
+            stack += _children(c)
+    return total / 1024.0

@@ -1,0 +1,31 @@
+"""Shared fixtures. Real parts only: the tiny model is built by the project's own builder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path() -> str:
+    """The embedded default model (artifacts/tiny-model), built once with the default config;
+    `make train` reuses the same folder."""
+    from ascl_ray.cli import compose
+    from ascl_ray.driver import ensure_model
+
+    cfg = compose([f"model.path={REPO / 'artifacts' / 'tiny-model'}"])
+    return ensure_model(cfg)
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tiny_model_path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_model_path)

@@ -1,0 +1,84 @@
+import pytest
+
+from ascl_ray.cli import compose, main
+from ascl_ray.config import ConfigError, TrainConfig
+
+
+def test_default_composes_and_validates():
+    cfg = compose([])
+    assert isinstance(cfg, TrainConfig)
+    assert cfg.algorithm.name == "ifpo" and cfg.method.name == "ascl" and cfg.learner.num_actors == 2
+    assert cfg.method.prompt_style == "short"  # interpolated from model/tiny.yaml
+
+
+@pytest.mark.parametrize("group,option,key,value", [
+    ("algorithm", "grpo", "algorithm.name", "grpo"),
+    ("algorithm", "dr_grpo", "algorithm.loss_agg", "seq-mean-token-sum"),
+    ("algorithm", "rloo", "algorithm.name", "rloo"),
+    ("method", "cada", "method.name", "cada"),
+    ("method", "plain", "method.max_tool_calls", 0),
+    ("model", "smollm2_135m", "model.prompt_style", "full"),
+    ("learner", "zero3_gpu", "learner.backend", "nccl"),
+])
+def test_groups_switch(group, option, key, value):
+    cfg = compose([f"{group}={option}"])
+    obj = cfg
+    for part in key.split("."):
+        obj = getattr(obj, part)
+    assert obj == value
+
+
+@pytest.mark.parametrize("override,key", [
+    ("rollout.n_samples=0", "rollout.n_samples"),
+    ("rollout.temperature=-1", "rollout.temperature"),
+    ("learner.lr=0", "learner.lr"),
+    ("method.name=magic", "method.name"),
+    ("algorithm.loss_agg=sum", "algorithm.loss_agg"),
+    ("trainer.sync_channel=pigeon", "trainer.sync_channel"),
+    ("rollout.max_new_tokens=4096", "rollout.max_new_tokens"),
+    ("data.prompts_per_iter=0", "data.prompts_per_iter"),
+    ("rollout.n_samples=abc", "rollout.n_samples"),
+    ("learner.num_actors=two", "learner.num_actors"),
+])
+def test_bad_values_name_the_key(override, key):
+    with pytest.raises(ConfigError) as e:
+        compose([override])
+    assert key in str(e.value)
+
+
+def test_unknown_key_and_group_rejected():
+    with pytest.raises(ConfigError, match="learner.nope|nope"):
+        compose(["learner.nope=1"])
+    with pytest.raises(ConfigError, match="algorithm"):
+        compose(["algorithm=does_not_exist"])
+
+
+def test_cli_help_and_bad_override(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "algorithm" in out and "ifpo" in out and "grpo" in out
+    assert main(["train", "rollout.top_p=2"]) == 2
+    assert "rollout.top_p" in capsys.readouterr().err
+
+
+def test_missing_model_path_fails_fast(tmp_path, capsys):
+    missing = tmp_path / "no-such-model"
+    code = main(["train", f"model.path={missing}", "model.build_tiny=false", f"trainer.out_dir={tmp_path / 'run'}"])
+    assert code == 2
+    assert "model.path" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "final").exists()
+
+
+def test_bad_dataset_row_fails_fast(tmp_path, capsys):
+    data = tmp_path / "prompts.jsonl"
+    data.write_text('{"prompt_id": "a", "text": "What is 1 + 1?", "prompt_type": "math", "reference": "#### 2"}\n'
+                    '{"prompt_id": "b", "text": "hi", "prompt_type": "weird"}\n')
+    code = main(["train", "data.source=jsonl", f"data.path={data}", f"trainer.out_dir={tmp_path / 'run'}"])
+    err = capsys.readouterr().err
+    assert code == 2 and f"{data}:2" in err and "prompt_type" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_batch_must_split_over_learner_ranks():
+    with pytest.raises(ConfigError, match="data.prompts_per_iter.*learner.num_actors"):
+        compose(["data.prompts_per_iter=3", "rollout.n_samples=3"])
