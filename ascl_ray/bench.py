@@ -157,7 +157,7 @@ def bench_rollout(model_path: str, n_prompts: int = 32, max_new: int = 64) -> li
     with_tool = build_context(d["method"], tokenizer=tok)
     no_tool = build_context({**d["method"], "max_tool_calls": 0}, tokenizer=tok)
     no_tool.protocol = None  # the same prompts; tool calls are not executed (generation just continues)
-    scfg = SamplingCfg(max_new_tokens=max_new, max_model_len=cfg.rollout.max_model_len, seed=1)
+    scfg = SamplingCfg(max_new_tokens=max_new, max_model_len=cfg.rollout.max_model_len)
     out: list[dict] = []
     run_episodes(eng, with_tool, tok, rows[:4], list(range(4)), scfg)  # warm-up
     res = {}
@@ -178,7 +178,7 @@ def bench_rollout(model_path: str, n_prompts: int = 32, max_new: int = 64) -> li
     prompts = [prompt_ids(tok, r.text, with_tool.system_text) for r in rows]
     from ascl_ray.rollout.engine import GenParams
 
-    params = [GenParams(max_tokens=max_new, seed=i) for i in range(len(prompts))]
+    params = [GenParams(max_tokens=max_new) for _ in prompts]
     t = time.perf_counter()
     segs = eng.generate(prompts, params)
     v_tps = sum(len(s.token_ids) for s in segs) / (time.perf_counter() - t)

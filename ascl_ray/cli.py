@@ -3,6 +3,9 @@
     ascl-ray train [hydra overrides...]      e.g. ascl-ray train algorithm=grpo rollout.n_samples=4
     ascl-ray build-tiny --out DIR            build the embedded tiny default model
     ascl-ray show-config [overrides...]      print the composed, validated config
+    ascl-ray eval [overrides...]             benchmark suites -> report.md/json/png (ascl_ray.eval.harness)
+    ascl-ray cada-chains [overrides...]      CADA self-generated reasoning chains -> SFT jsonl (ascl_ray.cada)
+    ascl-ray sft [overrides...]              SFT on a jsonl of demonstrations (ascl_ray.learner.sft_run)
     ascl-ray judge-check ...                 judge agreement with human labels (ascl_ray.reward.judge_check)
 
 Config groups live in ``conf/`` (model, rollout, learner, reward, algorithm, method, data, cluster).
@@ -88,6 +91,11 @@ def main(argv: Optional[list[str]] = None) -> int:
 
             build_main(rest)
             return 0
+        sub = {"eval": "ascl_ray.eval.harness", "cada-chains": "ascl_ray.cada", "sft": "ascl_ray.learner.sft_run"}
+        if cmd in sub:
+            import importlib
+
+            return int(importlib.import_module(sub[cmd]).main(rest) or 0)
         if cmd == "judge-check":
             from ascl_ray.reward.judge_check import main as jc_main
 

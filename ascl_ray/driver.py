@@ -222,9 +222,13 @@ class Trainer:
             rollouts = self.rollout.generate(rows, gids, seed=cfg.trainer.seed * 100_003 + it)
         with timer("reward"):
             score(self.pool, rollouts)
+        extra: dict[str, float] = {}
+        if cfg.algorithm.dynamic_sampling:
+            rollouts, extra = self._dynamic_sampling(rollouts, it, timer)
         with timer("advantage"):
             metrics = compute_advantages(cfg, rollouts, self.adv_state)
             metrics.update(group_metrics(rollouts))
+            metrics.update(extra)
         with timer("train"):
             metrics.update(self.learners.update(rollouts))
         with timer("sync"):
@@ -245,16 +249,48 @@ class Trainer:
         self.tracker.log(metrics, step=it)
         return metrics
 
+    def _dynamic_sampling(self, rollouts: list[Rollout], it: int, timer: Any) -> tuple[list[Rollout], dict]:
+        """DAPO: drop groups whose rewards are all equal; refill with fresh groups (up to
+        ``algorithm.dynamic_sampling_max_rounds`` extra rounds), else pad with dropped groups so the
+        batch keeps its size (their advantages are 0)."""
+        import torch
+
+        from ascl_ray import algo
+
+        want = self.cfg.data.prompts_per_iter
+        kept: dict[int, list[Rollout]] = {}
+        dropped: dict[int, list[Rollout]] = {}
+        rounds = 0
+        while True:
+            keep = algo.filter_uniform_groups(torch.tensor([r.reward for r in rollouts]),
+                                              torch.tensor([r.group_id for r in rollouts]))
+            for r, k in zip(rollouts, keep.tolist()):
+                (kept if k else dropped).setdefault(r.group_id, []).append(r)
+            if len(kept) >= want or rounds >= self.cfg.algorithm.dynamic_sampling_max_rounds:
+                break
+            rounds += 1
+            rows, gids = self.sampler.next_batch()
+            with timer("rollout"):
+                rollouts = self.rollout.generate(rows, gids, seed=self.cfg.trainer.seed * 100_003 + it + 7919 * rounds)
+            with timer("reward"):
+                score(self.pool, rollouts)
+        groups = list(kept.values())[:want]
+        n_informative = len(groups)
+        groups += list(dropped.values())[: want - len(groups)]
+        out = [r for g in groups for r in g]
+        return out, {"dynamic_sampling/informative_groups": n_informative / want,
+                     "dynamic_sampling/extra_rounds": float(rounds)}
+
     def save(self, name: str) -> str:
         return self.learners.save_hf(str(self.out_dir / name))
 
     def close(self) -> None:
         if self.tracker is not None:
             self.tracker.finish()
-        for part in (self.pool, self.rollout, self.learners):
+        for part in (getattr(self, "sync", None), self.pool, self.rollout, self.learners):
             if part is not None:
                 try:
-                    part.shutdown()
+                    part.close() if hasattr(part, "close") else part.shutdown()
                 except Exception as e:  # noqa: BLE001 - keep shutting the rest down
                     log.warning("shutdown of %s failed: %s", type(part).__name__, e)
 

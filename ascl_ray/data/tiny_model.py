@@ -17,8 +17,6 @@ import argparse
 import json
 import os
 import random
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Optional
@@ -139,21 +137,15 @@ def build_tiny_model(out_dir: str, *, method_cfg: Optional[dict] = None, hidden:
             log(f"[tiny_model] sft step {step:4d}/{sft_steps}  loss {loss.item():.4f}")
     model.eval()
 
+    from ascl_ray.io import atomic_directory
+
     out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=out.name + ".tmp-", dir=out.parent))
-    try:
+    with atomic_directory(out) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
         (tmp / "ascl_build.json").write_text(json.dumps(
             {"spec": build_spec(method_cfg, sft_steps, sft_noise, seed), "hidden": hidden, "layers": layers,
              "params": n_params, "seconds": round(time.time() - t0, 1)}, indent=2))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     log(f"[tiny_model] wrote {out} in {time.time() - t0:.1f}s")
     return str(out)
 

@@ -6,10 +6,7 @@ together (the Ray actor group does this). No Ray here.
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
@@ -159,26 +156,18 @@ class Policy:
         state = self.export_state()
         if self.rank != 0:
             return None
-        out = Path(out_dir)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=out.name + ".tmp-", dir=out.parent))
-        try:
+        from ascl_ray.io import atomic_directory
+
+        with atomic_directory(out_dir) as tmp:
             if getattr(self.hf_config, "tie_word_embeddings", False):
                 state.pop("lm_head.weight", None)
             # tied tensors share storage; save_file needs distinct tensors
             save_file({k: v.clone() for k, v in state.items()}, str(tmp / "model.safetensors"), metadata={"format": "pt"})
             self.hf_config.save_pretrained(tmp)
-            src = Path(self.model_path)
-            for f in src.iterdir():
+            for f in Path(self.model_path).iterdir():
                 if f.name.startswith(("tokenizer", "special_tokens", "chat_template", "generation_config", "vocab", "merges")):
                     shutil.copy(f, tmp / f.name)
-            if out.exists():
-                shutil.rmtree(out)
-            os.replace(tmp, out)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
-        return str(out)
+        return str(out_dir)
 
     def shutdown(self) -> None:
         import torch.distributed as dist
@@ -186,7 +175,3 @@ class Policy:
         if dist.is_initialized():
             dist.barrier()
             dist.destroy_process_group()
-
-
-def write_json(path: str, obj: Any) -> None:
-    Path(path).write_text(json.dumps(obj, indent=2))

@@ -52,25 +52,31 @@ class ObjectStoreChannel:
         n = len(ray.get(ref))
         return SyncReport(n, t2 - t0, t1 - t0, t2 - t1, digest)
 
+    def close(self) -> None:
+        pass
+
 
 class ShmChannel:
     name = "shm"
 
-    def push(self, learners: Any, rollout: Any) -> SyncReport:
+    def __init__(self) -> None:
         base = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
-        path = os.path.join(base, f"ascl-weights-{os.getpid()}.safetensors")
+        # one file per run, overwritten atomically by each sync (a replaced rollout worker reloads it)
+        self.path = os.path.join(base, f"ascl-weights-{os.getpid()}-{id(self)}.safetensors")
+
+    def push(self, learners: Any, rollout: Any) -> SyncReport:
         t0 = time.perf_counter()
-        digest = learners.export_weights_to_path(path)
+        digest = learners.export_weights_to_path(self.path)
         t1 = time.perf_counter()
-        try:
-            got = rollout.load_weights_from_path(path)
-            n = os.path.getsize(path)
-        finally:
-            if os.path.exists(path):
-                os.remove(path)
+        got = rollout.load_weights_from_path(self.path)
+        n = os.path.getsize(self.path)
         t2 = time.perf_counter()
         _check_digests(digest, got)
         return SyncReport(n, t2 - t0, t1 - t0, t2 - t1, digest)
+
+    def close(self) -> None:
+        if os.path.exists(self.path):
+            os.remove(self.path)
 
 
 CHANNELS = {"object_store": ObjectStoreChannel, "shm": ShmChannel}

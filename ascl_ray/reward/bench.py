@@ -3,7 +3,8 @@
     python -m ascl_ray.reward.bench [--items 600] [--repeats 3] [--judge refusal]
 
 ``run_bench() -> list[dict]`` returns one row per actor count: ``{"bench": "reward_pool", "actors", "items",
-"judge", "seconds" (median of repeats), "items_per_s", "invalid", "mix"}``. The batch is built from the real
+"judge", "seconds" (median of repeats), "items_per_s", "invalid", "mix", "data"}`` plus generic table columns
+``name`` / ``value`` (= items_per_s) / ``unit`` / ``note``. The batch is built from the real
 data when it is found (``$ASCL_DATA_DIR`` or ``<repo>/../shared/data``): GSM8K / MATH-500 reference solutions
 (math rows) and XSTest GPT-4 completions (harmful / benign rows); otherwise a synthetic batch of the same mix.
 Starts a private local Ray (2 CPUs) when none is running and shuts it down afterwards.
@@ -89,9 +90,10 @@ def run_bench(n_items: int = 600, repeats: int = 3, judge: str = "refusal",
     rows: list[dict[str, Any]] = []
     try:
         items, src = build_batch(n_items)
-        total_cpu = float(ray.cluster_resources().get("CPU", 1.0))
         for k in actor_counts:
-            cpu = min(1.0, total_cpu / k)
+            time.sleep(0.5)  # let the previous pool's actors release their CPUs
+            free = float(ray.available_resources().get("CPU", 0.0)) or float(ray.cluster_resources().get("CPU", 1))
+            cpu = max(0.01, min(1.0, round(free / k, 2)))
             with RewardPool({"num_workers": k, "num_cpus_per_worker": cpu, "judge": judge,
                              "judge_options": judge_options or {}}) as pool:
                 pool.score(items[: 4 * k])  # warm-up (imports, judge and math helper start)
@@ -102,9 +104,13 @@ def run_bench(n_items: int = 600, repeats: int = 3, judge: str = "refusal",
                     times.append(time.perf_counter() - t0)
                     invalid = sum(not o["valid"] for o in out)
             sec = statistics.median(times)
+            ips = round(len(items) / sec, 1)
             rows.append({"bench": "reward_pool", "actors": k, "cpus_per_actor": cpu, "items": len(items),
-                         "judge": judge, "seconds": round(sec, 3), "items_per_s": round(len(items) / sec, 1),
-                         "invalid": invalid, "mix": "1/3 math, 1/3 harmful, 1/3 benign", "data": src})
+                         "judge": judge, "seconds": round(sec, 3), "items_per_s": ips,
+                         "invalid": invalid, "mix": "1/3 math, 1/3 harmful, 1/3 benign", "data": src,
+                         # generic table columns (name / value / unit / note)
+                         "name": f"{k} actor{'s' if k > 1 else ''}, judge={judge}", "value": ips,
+                         "unit": "items/s", "note": f"{len(items)} items, median of {repeats}, {invalid} invalid"})
     finally:
         if started:
             ray.shutdown()

@@ -23,7 +23,7 @@ class SamplingCfg:
     max_model_len: int             # prompt + response (tool turns included) must fit
     temperature: float = 1.0
     top_p: float = 1.0
-    seed: Optional[int] = None
+    seed: Optional[int] = None     # per-request seeds; None: the engine's own seeded generator
 
 
 def run_episodes(engine: Any, ctx: Any, tok: Any, rows: list[PromptRow], group_ids: list[int],

@@ -6,12 +6,15 @@ broadcasts weight updates to all of them.
 
 from __future__ import annotations
 
+import logging
 import os
-from typing import Any
+from typing import Any, Optional
 
 import ray
 
 from ascl_ray.batch import PromptRow, Rollout
+
+log = logging.getLogger("ascl_ray.rollout")
 
 
 @ray.remote
@@ -45,7 +48,8 @@ class RolloutWorker:
         all_gids = [g for g in group_ids for _ in range(G)]
         scfg = SamplingCfg(max_new_tokens=self.rcfg["max_new_tokens"], max_model_len=self.rcfg["max_model_len"],
                            temperature=self.rcfg["temperature"],
-                           top_p=self.rcfg["top_p"], seed=seed)
+                           top_p=self.rcfg["top_p"],
+                           seed=seed if self.rcfg.get("seed_per_request") else None)
         return run_episodes(self.engine, self.ctx, self.tok, all_rows, all_gids, scfg)
 
     def load_weights(self, payload: bytes) -> str:
@@ -59,25 +63,62 @@ class RolloutWorker:
 
 
 class RolloutGroup:
+    """Workers hold whole prompt groups. A worker that dies or whose engine dies is replaced once
+    per call: a fresh actor loads the latest synced weights and redoes its shard."""
+
     def __init__(self, model_path: str, rcfg: dict, method_cfg: dict, seed: int):
-        opts = dict(num_cpus=rcfg["num_cpus_per_worker"], num_gpus=rcfg["num_gpus_per_worker"])
-        self.workers = [RolloutWorker.options(**opts).remote(model_path, rcfg, method_cfg, seed + i)
-                        for i in range(rcfg["num_workers"])]
+        self.args = (model_path, rcfg, method_cfg)
+        self.opts = dict(num_cpus=rcfg["num_cpus_per_worker"], num_gpus=rcfg["num_gpus_per_worker"])
+        self.seed = seed
+        self.last_payload: Any = None      # ObjectRef of the latest synced weights (for replacements)
+        self.last_path: Optional[str] = None
+        self.restarts = 0
+        self.workers = [self._spawn(i) for i in range(rcfg["num_workers"])]
         ray.get([w.ready.remote() for w in self.workers])
+
+    def _spawn(self, i: int) -> Any:
+        return RolloutWorker.options(**self.opts).remote(*self.args, self.seed + i + 1000 * self.restarts)
+
+    def _replace(self, k: int, err: Exception) -> None:
+        log.error("rollout worker %d failed (%s: %s); replacing it", k, type(err).__name__, str(err)[:300])
+        try:
+            ray.kill(self.workers[k])
+        except Exception:  # noqa: BLE001 - already dead
+            pass
+        self.restarts += 1
+        w = self._spawn(k)
+        ray.get(w.ready.remote())
+        if self.last_payload is not None:
+            ray.get(w.load_weights.remote(self.last_payload))
+        elif self.last_path is not None:
+            ray.get(w.load_weights_from_path.remote(self.last_path))
+        self.workers[k] = w
 
     def generate(self, rows: list[PromptRow], group_ids: list[int], seed: int) -> list[Rollout]:
         W = len(self.workers)
-        refs = []
-        for k, w in enumerate(self.workers):
-            sub = list(range(k, len(rows), W))
-            if sub:
-                refs.append(w.generate.remote([rows[i] for i in sub], [group_ids[i] for i in sub], seed * 7919 + k))
-        return [r for part in ray.get(refs) for r in part]
+        shards = {k: list(range(k, len(rows), W)) for k in range(W)}
+        shards = {k: v for k, v in shards.items() if v}
+
+        def submit(k: int) -> Any:
+            sub = shards[k]
+            return self.workers[k].generate.remote([rows[i] for i in sub], [group_ids[i] for i in sub], seed * 7919 + k)
+
+        refs = {k: submit(k) for k in shards}
+        out: dict[int, list[Rollout]] = {}
+        for k in shards:
+            try:
+                out[k] = ray.get(refs[k])
+            except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as e:
+                self._replace(k, e)
+                out[k] = ray.get(submit(k))  # a second failure propagates: the run stops with the cause
+        return [r for k in sorted(out) for r in out[k]]
 
     def load_weights(self, payload_ref: Any) -> list[str]:
+        self.last_payload, self.last_path = payload_ref, None
         return ray.get([w.load_weights.remote(payload_ref) for w in self.workers])
 
     def load_weights_from_path(self, path: str) -> list[str]:
+        self.last_payload, self.last_path = None, path
         return ray.get([w.load_weights_from_path.remote(path) for w in self.workers])
 
     def prompt_logprobs(self, seqs: list[list[int]]) -> list[list[list[float]]]:
@@ -85,6 +126,10 @@ class RolloutGroup:
 
     def peak_rss_mb(self) -> list[float]:
         return ray.get([w.peak_rss_mb.remote() for w in self.workers])
+
+    def kill_worker(self, k: int) -> None:
+        """Fault injection for tests: kill worker ``k`` (the next generate replaces it)."""
+        ray.kill(self.workers[k])
 
     def shutdown(self) -> None:
         for w in self.workers:

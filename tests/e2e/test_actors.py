@@ -23,7 +23,8 @@ def stack(tiny_model_path, tiny_tokenizer):
     from ascl_ray.rollout.method import build_context
     from ascl_ray.rollout.worker import RolloutGroup
 
-    cfg = compose([f"model.path={tiny_model_path}", "rollout.n_samples=4"])
+    # kl_coef > 0: the learner group also holds a frozen ZeRO-3 reference model (KL path exercised)
+    cfg = compose([f"model.path={tiny_model_path}", "rollout.n_samples=4", "algorithm.kl_coef=0.001"])
     d = to_dict(cfg)
     ray.init(num_cpus=2, include_dashboard=False, namespace="ascl-test-actors",
              runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1"}})
@@ -84,7 +85,7 @@ def test_update_then_sync_is_verified(stack):
     compute_advantages(stack["cfg"], ros, {})
     before = stack["learners"].probe_logprobs(stack["probes"])
     stats = stack["learners"].update(ros)
-    assert stats["train/grad_norm"] > 0
+    assert stats["train/grad_norm"] > 0 and "train/kl" in stats
     after = stack["learners"].probe_logprobs(stack["probes"])
     assert max(abs(a - b) for x, y in zip(before, after) for a, b in zip(x, y)) > 1e-5, "update changed nothing"
     from ascl_ray.learner.sync import WeightSyncError
@@ -92,7 +93,9 @@ def test_update_then_sync_is_verified(stack):
     with pytest.raises(WeightSyncError, match="sync_tol"):
         verify_sync(stack["learners"], stack["rollout"], stack["probes"], 1e-4)  # not synced yet: must fail
     for name in ("object_store", "shm"):
-        rep = make_sync_channel(name).push(stack["learners"], stack["rollout"])
+        ch = make_sync_channel(name)
+        rep = ch.push(stack["learners"], stack["rollout"])
+        ch.close()
         assert rep.n_bytes > 1_000_000 and len(rep.digest) == 64
         assert verify_sync(stack["learners"], stack["rollout"], stack["probes"], 1e-3) < 1e-4
 
@@ -136,3 +139,16 @@ def test_checkpoint_loads_with_from_pretrained(stack, tmp_path):
         lp = lp.gather(-1, torch.tensor(seq[1:])[:, None])[:, 0]
     ref = stack["learners"].probe_logprobs([seq])[0]
     assert max(abs(a - b) for a, b in zip(lp.tolist(), ref)) < 1e-4
+
+
+def test_dead_rollout_worker_is_replaced_with_current_weights(stack):
+    """Kill the vLLM worker mid-run: the next generate replaces it, the replacement loads the
+    latest synced weights (verified), and no rollout is lost."""
+    from ascl_ray.learner.sync import make_sync_channel, verify_sync
+
+    make_sync_channel("object_store").push(stack["learners"], stack["rollout"])
+    stack["rollout"].kill_worker(0)
+    rows = stack["rows"][:2]
+    ros = stack["rollout"].generate(rows, [300, 301], seed=3)
+    assert len(ros) == 2 * 4 and stack["rollout"].restarts == 1
+    assert verify_sync(stack["learners"], stack["rollout"], stack["probes"], 1e-3) < 1e-4

@@ -4,6 +4,7 @@ classifier on GPTFuzz (real encoder, real data), judge_check / train_classifier 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -210,7 +211,8 @@ def gptfuzz_classifier(data_dir, tmp_path_factory):
                        str(d / "question_list.csv"), "question")
     ev = load_labelled(str(d / "responses_labeled_evaluate.csv"), "Response", "label", "question",
                        str(d / "question_list.csv"))
-    cache = tmp_path_factory.mktemp("emb")
+    # embeddings are memoised for this session; ASCL_TEST_EMB_CACHE=DIR keeps them across sessions
+    cache = os.environ.get("ASCL_TEST_EMB_CACHE") or tmp_path_factory.mktemp("emb")
     t0 = time.time()
     head, enc, rep = train_classifier(*tr, input_mode="response", max_length=32, cache_dir=str(cache))
     t1 = time.time()

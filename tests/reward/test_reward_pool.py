@@ -152,3 +152,11 @@ def test_score_timeout_is_exported():
 def test_too_many_cpus_fails_fast(ray_local):
     with pytest.raises(RuntimeError, match="CPUs"):
         RewardPool({"num_workers": 3, "num_cpus_per_worker": 1.0})
+
+
+def test_bench_rows(ray_local):
+    from ascl_ray.reward.bench import run_bench
+
+    rows = run_bench(n_items=30, repeats=1)
+    assert [r["actors"] for r in rows] == [1, 2]
+    assert all(r["items_per_s"] > 0 and r["invalid"] == 0 and r["unit"] == "items/s" for r in rows)
