@@ -136,7 +136,7 @@ def bench_sync_medium(tiny_path: str, work: str, hidden: int = 512, layers: int 
         R.shutdown()
 
 
-def bench_rollout(model_path: str, n_prompts: int = 32, max_new: int = 64) -> list[dict]:
+def bench_rollout(model_path: str, n_prompts: int = 32, max_new: int = 64, samples: int = 4) -> list[dict]:
     """Engine-level (no Ray): tool turn on vs off on the same engine and prompts; vLLM vs HF generate."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -160,20 +160,27 @@ def bench_rollout(model_path: str, n_prompts: int = 32, max_new: int = 64) -> li
     scfg = SamplingCfg(max_new_tokens=max_new, max_model_len=cfg.rollout.max_model_len)
     out: list[dict] = []
     run_episodes(eng, with_tool, tok, rows[:4], list(range(4)), scfg)  # warm-up
+    ep_rows = [r for r in rows for _ in range(samples)]  # a training-sized batch: G samples per prompt
+    gids = [k for k in range(len(rows)) for _ in range(samples)]
     res = {}
-    for label, ctx in (("with tool turn", with_tool), ("without tool turn", no_tool)):
+    variants = (("tool turn, turn by turn (default)", with_tool, False),
+                ("tool turn, continuous batching", with_tool, True), ("no tool turn", no_tool, False))
+    for label, ctx, cont in variants:
         best = None
+        scfg.continuous = cont
         for rep in range(3):
             t = time.perf_counter()
-            eps = run_episodes(eng, ctx, tok, rows, list(range(len(rows))), scfg)
+            eps = run_episodes(eng, ctx, tok, ep_rows, gids, scfg)
             dt = time.perf_counter() - t
             tps = sum(e.n_model_tokens for e in eps) / dt
             best = tps if best is None else max(best, tps)
         res[label] = best
         calls = sum(e.n_calls for e in eps) / len(eps)
-        out.append(_row("rollout (vLLM, tiny)", f"model tokens/s {label}", best, "tok/s", f"{calls:.2f} tool calls/episode"))
-    out.append(_row("rollout (vLLM, tiny)", "tool-turn throughput cost", 100 * (1 - res["with tool turn"] / res["without tool turn"]),
-                    "%", "target < 15%"))
+        out.append(_row("rollout (vLLM, tiny)", f"model tokens/s {label}", best, "tok/s",
+                        f"{len(ep_rows)} episodes, {calls:.2f} tool calls/episode"))
+    for label in variants[:2]:
+        out.append(_row("rollout (vLLM, tiny)", f"throughput cost of the {label[0]}",
+                        100 * (1 - res[label[0]] / res["no tool turn"]), "%", "target < 15%"))
     # vLLM vs transformers generate: same prompts, same model, same budget, sampling, no stop strings
     prompts = [prompt_ids(tok, r.text, with_tool.system_text) for r in rows]
     from ascl_ray.rollout.engine import GenParams

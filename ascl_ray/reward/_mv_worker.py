@@ -13,6 +13,7 @@ Safety:
     ``parse_expr`` and ``sympify(str)``) is wrapped so that it only accepts the numeric-literal code the
     LaTeX parser itself produces (``Integer (12 )``, ``Float ('1.5' )``) and raises on anything else, so no
     other string can be evaluated as Python in this process;
+  * a watchdog thread exits when the parent process is gone (no orphan left computing);
   * the address space is capped (``ASCL_MATH_WORKER_MEM_MB``, default 3072) so inputs like
     ``10^{10^{10}}`` fail with MemoryError instead of eating the machine.
 
@@ -59,7 +60,24 @@ def _forbid_eval() -> None:
     sp.eval_expr = _guarded_eval
 
 
+def _watch_parent() -> None:
+    """Exit when the parent process is gone, even in the middle of a long computation."""
+    import threading
+    import time
+
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(0)
+
+    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
+
+
 def main() -> None:
+    _watch_parent()
     out = sys.stdout
     # anything a library prints must not corrupt the protocol stream
     sys.stdout = sys.stderr

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 
 @dataclass
@@ -91,6 +91,43 @@ class VLLMEngine:
             lps = [float(d[t].logprob) for t, d in zip(ids, c.logprobs)] if c.logprobs else [0.0] * len(ids)
             segs.append(Segment(ids, lps, c.text, c.finish_reason, c.stop_reason))
         return segs
+
+    def _sampling(self, p: GenParams) -> Any:
+        from vllm import SamplingParams
+
+        return SamplingParams(max_tokens=p.max_tokens, temperature=p.temperature, top_p=p.top_p, stop=p.stop or None,
+                              include_stop_str_in_output=True, logprobs=0, seed=p.seed, skip_special_tokens=False)
+
+    def generate_continuous(self, prompts: list[list[int]], params: list[GenParams],
+                            on_segment: Callable[[int, Segment], Optional[tuple[list[int], GenParams]]]) -> None:
+        """Continuous batching across turns: when request ``i`` finishes a segment, ``on_segment(i, seg)``
+        may return the continuation (prompt ids, params), which joins the running batch at once
+        instead of waiting for a second ``generate`` round."""
+        from vllm import TokensPrompt
+
+        eng = self.llm.llm_engine
+        self._n_req = getattr(self, "_n_req", 0)
+        owner: dict[str, int] = {}
+
+        def add(i: int, ids: list[int], p: GenParams) -> None:
+            rid = f"ascl-{self._n_req}"
+            self._n_req += 1
+            owner[rid] = i
+            eng.add_request(rid, TokensPrompt(prompt_token_ids=list(ids)), self._sampling(p))
+
+        for i, (ids, p) in enumerate(zip(prompts, params)):
+            add(i, ids, p)
+        while eng.has_unfinished_requests():
+            for o in eng.step():
+                if not o.finished:
+                    continue
+                c = o.outputs[0]
+                ids = list(c.token_ids)
+                lps = [float(d[t].logprob) for t, d in zip(ids, c.logprobs)] if c.logprobs else [0.0] * len(ids)
+                i = owner.pop(o.request_id)
+                nxt = on_segment(i, Segment(ids, lps, c.text, c.finish_reason, c.stop_reason))
+                if nxt is not None:
+                    add(i, nxt[0], nxt[1])
 
     def prompt_logprobs(self, seqs: list[list[int]]) -> list[list[float]]:
         from vllm import SamplingParams, TokensPrompt

@@ -1,9 +1,10 @@
 """Multi-turn episodes with the rule-retrieval tool, batched across all sequences.
 
-Each turn sends every still-active sequence to the engine in ONE generate call. A sequence that
-stopped at the protocol's closing tag gets the tool run, the tool turn appended (loss mask 0,
-log-prob 0), and joins the next turn with all others that called the tool: the tool turn never
-serialises the batch. Token-in, token-out: the engine's token ids are kept; only the tool turn
+All sequences start in one batch. A sequence that stops at the protocol's closing tag gets the
+tool run and the tool turn appended (loss mask 0, log-prob 0), and its continuation joins the
+running batch at once (continuous batching, ``engine.generate_continuous``); engines without it
+run turn by turn, every tool-calling sequence continuing together in the next batched call. The
+tool turn never serialises the batch. Token-in, token-out: the engine's token ids are kept; only the tool turn
 (environment text) is tokenized. No Ray here: the rollout worker actor wraps this.
 """
 
@@ -24,6 +25,7 @@ class SamplingCfg:
     temperature: float = 1.0
     top_p: float = 1.0
     seed: Optional[int] = None     # per-request seeds; None: the engine's own seeded generator
+    continuous: bool = False       # tool continuations join the running batch (engines that support it)
 
 
 def run_episodes(engine: Any, ctx: Any, tok: Any, rows: list[PromptRow], group_ids: list[int],
@@ -42,54 +44,60 @@ def run_episodes(engine: Any, ctx: Any, tok: Any, rows: list[PromptRow], group_i
     segments: list[list[str]] = [[] for _ in eps]   # decoded model text per segment
     tool_texts: list[list[str]] = [[] for _ in eps]
     ended_with_call = [False] * len(eps)
-    active = list(range(len(eps)))
-    turn = 0
-    while active:
-        params = []
-        for i in active:
-            ep = eps[i]
-            budget = min(scfg.max_new_tokens - ep.n_model_tokens,
-                         scfg.max_model_len - len(ep.prompt_ids) - len(ep.response_ids))
-            seed = None if scfg.seed is None else scfg.seed * 1_000_003 + i * 101 + turn
-            params.append(GenParams(max_tokens=budget, temperature=scfg.temperature, top_p=scfg.top_p,
-                                    stop=list(ctx.stop_strings), seed=seed))
-        outs = engine.generate([eps[i].prompt_ids + eps[i].response_ids for i in active], params)
-        nxt = []
-        for i, seg in zip(active, outs):
-            ep = eps[i]
-            ep.response_ids += seg.token_ids
-            ep.loss_mask += [1] * len(seg.token_ids)
-            ep.rollout_logprobs += [float(x) for x in seg.logprobs]
-            segments[i].append(seg.text)
-            stopped_at_tag = (seg.finish_reason == "stop" and isinstance(seg.stop_reason, str)
-                              and seg.stop_reason in ctx.stop_strings)
-            ended_with_call[i] = stopped_at_tag
-            if seg.finish_reason == "length":
-                ep.truncated = True
-                continue
-            if not stopped_at_tag:
-                continue
-            turn_text, info = ctx.tool_turn_text(seg.text, n_prev_calls=ep.n_calls)
-            ep.n_calls += 1
-            if info.get("valid"):
-                ep.consulted = True
-                if info.get("category"):
-                    ep.categories.append(str(info["category"]))
-            else:
-                ep.malformed_call = ep.malformed_call or bool(info.get("malformed"))
-            turn_ids = encode_segment(tok, turn_text)
-            room = min(scfg.max_new_tokens - ep.n_model_tokens,
-                       scfg.max_model_len - len(ep.prompt_ids) - len(ep.response_ids) - len(turn_ids))
-            if room <= 0:
-                ep.truncated = True
-                continue
-            ep.response_ids += turn_ids
-            ep.loss_mask += [0] * len(turn_ids)
-            ep.rollout_logprobs += [0.0] * len(turn_ids)
-            tool_texts[i].append(turn_text)
-            nxt.append(i)
-        active = nxt
-        turn += 1
+    turns = [0] * len(eps)
+
+    def params_for(i: int) -> GenParams:
+        ep = eps[i]
+        budget = min(scfg.max_new_tokens - ep.n_model_tokens,
+                     scfg.max_model_len - len(ep.prompt_ids) - len(ep.response_ids))
+        seed = None if scfg.seed is None else scfg.seed * 1_000_003 + i * 101 + turns[i]
+        return GenParams(max_tokens=budget, temperature=scfg.temperature, top_p=scfg.top_p,
+                         stop=list(ctx.stop_strings), seed=seed)
+
+    def on_segment(i: int, seg: Any) -> Optional[tuple[list[int], GenParams]]:
+        """Record a finished segment; return the continuation if the tool turn was appended."""
+        ep = eps[i]
+        ep.response_ids += seg.token_ids
+        ep.loss_mask += [1] * len(seg.token_ids)
+        ep.rollout_logprobs += [float(x) for x in seg.logprobs]
+        segments[i].append(seg.text)
+        stopped_at_tag = (seg.finish_reason == "stop" and isinstance(seg.stop_reason, str)
+                          and seg.stop_reason in ctx.stop_strings)
+        ended_with_call[i] = stopped_at_tag
+        if seg.finish_reason == "length":
+            ep.truncated = True
+            return None
+        if not stopped_at_tag:
+            return None
+        turn_text, info = ctx.tool_turn_text(seg.text, n_prev_calls=ep.n_calls)
+        ep.n_calls += 1
+        if info.get("valid"):
+            ep.consulted = True
+            if info.get("category"):
+                ep.categories.append(str(info["category"]))
+        else:
+            ep.malformed_call = ep.malformed_call or bool(info.get("malformed"))
+        turn_ids = encode_segment(tok, turn_text)
+        room = min(scfg.max_new_tokens - ep.n_model_tokens,
+                   scfg.max_model_len - len(ep.prompt_ids) - len(ep.response_ids) - len(turn_ids))
+        if room <= 0:
+            ep.truncated = True
+            return None
+        ep.response_ids += turn_ids
+        ep.loss_mask += [0] * len(turn_ids)
+        ep.rollout_logprobs += [0.0] * len(turn_ids)
+        tool_texts[i].append(turn_text)
+        turns[i] += 1
+        return ep.prompt_ids + ep.response_ids, params_for(i)
+
+    first = [params_for(i) for i in range(len(eps))]
+    if scfg.continuous and hasattr(engine, "generate_continuous"):
+        engine.generate_continuous([ep.prompt_ids for ep in eps], first, on_segment)
+    else:  # turn by turn: every sequence that called the tool continues in the next batched call
+        todo = [(i, eps[i].prompt_ids, first[i]) for i in range(len(eps))]
+        while todo:
+            outs = engine.generate([t[1] for t in todo], [t[2] for t in todo])
+            todo = [(i, *nxt) for (i, _, _), seg in zip(todo, outs) if (nxt := on_segment(i, seg)) is not None]
     for i, ep in enumerate(eps):
         last = "" if ended_with_call[i] or not segments[i] else segments[i][-1]
         ep.final_text = strip_end_tokens(last, tok)

@@ -49,7 +49,8 @@ class RolloutWorker:
         scfg = SamplingCfg(max_new_tokens=self.rcfg["max_new_tokens"], max_model_len=self.rcfg["max_model_len"],
                            temperature=self.rcfg["temperature"],
                            top_p=self.rcfg["top_p"],
-                           seed=seed if self.rcfg.get("seed_per_request") else None)
+                           seed=seed if self.rcfg.get("seed_per_request") else None,
+                           continuous=bool(self.rcfg.get("continuous_batching", False)))
         return run_episodes(self.engine, self.ctx, self.tok, all_rows, all_gids, scfg)
 
     def load_weights(self, payload: bytes) -> str:
