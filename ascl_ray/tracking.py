@@ -13,8 +13,19 @@ from typing import Any, Iterator, Optional
 log = logging.getLogger("ascl_ray")
 
 PHASES = ("rollout", "reward", "advantage", "train", "sync")
-# shown first on the console: consultation before everything else, then reward
-HEADLINE = ("consultation/rate", "reward/mean", "reward/harmful", "reward/benign_sensitive", "reward/math")
+
+
+def format_headline(metrics: dict[str, Any]) -> str:
+    """Console line: consultation rate first (overall and per prompt type), then rewards."""
+    types = (("harmful", "harm"), ("benign_sensitive", "benign"), ("math", "math"))
+    parts = []
+    if "consultation/rate" in metrics:
+        per = " ".join(f"{s}={metrics[f'consultation/{t}']:.2f}" for t, s in types if f"consultation/{t}" in metrics)
+        parts.append(f"consult={metrics['consultation/rate']:.2f} [{per}]")
+    if "reward/mean" in metrics:
+        per = " ".join(f"{s}={metrics[f'reward/{t}']:.2f}" for t, s in types if f"reward/{t}" in metrics)
+        parts.append(f"reward={metrics['reward/mean']:.3f} [{per}]")
+    return "  ".join(parts)
 
 
 class PhaseTimer:
@@ -65,8 +76,7 @@ class Tracker:
         self._jsonl.flush()
         if self.wandb is not None:
             self.wandb.log(metrics, step=step)
-        head = "  ".join(f"{k.split('/')[-1] if k != 'reward/mean' else 'reward'}={metrics[k]:.3f}"
-                         for k in HEADLINE if k in metrics)
+        head = format_headline(metrics)
         t = metrics.get("timing/step")
         msg = f"[iter {step:3d}] {head}" + (f"  step={t:.2f}s" if t is not None else "")
         if self.bars:
