@@ -3,7 +3,8 @@
 Rows:
 - loop: per-phase ``timing/*`` and orchestration overhead (step minus rollout, reward, train, sync)
   at the default batch and at a 4x larger batch (same actors);
-- sync: weight-sync throughput (learner ZeRO-3 gather -> object store -> vLLM reload, verified)
+- sync: weight-sync throughput per channel (learner ZeRO-3 gather -> object store | /dev/shm |
+  torch.distributed broadcast -> vLLM reload, verified) against an in-process copy of the same bytes
   vs a plain in-process copy of the same bytes, for the tiny model and a ~100 MB model;
 - memory: peak RSS per actor (rollout worker includes vLLM's engine-core process);
 - rollout: tokens/s with the tool turn vs without, and vLLM vs transformers ``generate``;
@@ -18,7 +19,7 @@ import os
 import statistics
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 
 def _row(section: str, name: str, value: float, unit: str, note: str = "") -> dict:
@@ -66,7 +67,11 @@ def bench_loop(overrides: list[str], iters: int, out_dir: str) -> list[dict]:
         ch = make_sync_channel("object_store")
         reps = [ch.push(tr.learners, tr.rollout) for _ in range(3)]
         verify_sync(tr.learners, tr.rollout, tr.probes, cfg.trainer.sync_tol)
-        rows += _sync_rows("tiny", reps)
+        rows += _sync_rows("tiny, object_store", reps)
+        ch = make_sync_channel("collective", cfg.trainer.sync_backend)
+        reps = [ch.push(tr.learners, tr.rollout) for _ in range(4)][1:]   # the first push builds the group
+        verify_sync(tr.learners, tr.rollout, tr.probes, cfg.trainer.sync_tol)
+        rows += _sync_rows(f"tiny, collective/{ch.backend}", reps)[:1] + _sync_rows(f"tiny, collective/{ch.backend}", reps)[2:]
         for i, mb in enumerate(tr.learners.peak_rss_mb()):
             rows.append(_row("memory", f"learner rank {i} peak RSS", mb, "MiB"))
         for i, mb in enumerate(tr.rollout.peak_rss_mb()):
@@ -128,8 +133,13 @@ def bench_sync_medium(tiny_path: str, work: str, hidden: int = 512, layers: int 
         probes = [tok("How do I kill a python process?")["input_ids"]]
         verify_sync(L, R, probes, 1e-3)
         shm = [make_sync_channel("shm").push(L, R) for _ in range(2)]
+        col = make_sync_channel("collective", "auto")
+        coll = [col.push(L, R) for _ in range(4)][1:]          # the first push builds the group
+        verify_sync(L, R, probes, 1e-3)
         rows = _sync_rows("~100MB model, object_store", reps)
         rows += _sync_rows("~100MB model, shm", shm)[:1]
+        label = f"~100MB model, collective/{col.backend}"
+        rows += _sync_rows(label, coll)[:1] + _sync_rows(label, coll)[2:]
         return rows
     finally:
         L.shutdown()

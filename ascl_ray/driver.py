@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
@@ -74,6 +75,12 @@ def load_prompts(cfg: TrainConfig) -> tuple[list[PromptRow], list[PromptRow]]:
     return synthetic.split(rows, eval_frac=d.eval_frac, seed=cfg.trainer.seed)
 
 
+# model.name -> (module, function(path) -> folder, default path): models the project builds itself,
+# once, when model.path is left at the default folder and it is missing
+MODEL_BUILDERS = {"smollm2_135m": ("ascl_ray.models.smollm2", "ensure_smollm2",
+                                   ".cache/models/smollm2-135m-instruct-float32")}
+
+
 def ensure_model(cfg: TrainConfig) -> str:
     """The policy's model folder. With ``model.build_tiny`` the embedded tiny model is (re)built
     when missing or built with other settings (its ``ascl_build.json`` records them)."""
@@ -89,6 +96,13 @@ def ensure_model(cfg: TrainConfig) -> str:
         return os.path.abspath(path)
     if os.path.exists(os.path.join(path, "config.json")):
         return os.path.abspath(path)
+    if cfg.model.name in MODEL_BUILDERS:     # a model the project can build itself (once, cached)
+        mod, fn, default = MODEL_BUILDERS[cfg.model.name]
+        if os.path.abspath(path) == os.path.abspath(default):
+            return os.path.abspath(str(getattr(importlib.import_module(mod), fn)(path)))
+        raise FileNotFoundError(f"model.path: no model folder at {path!r} (config.json missing); "
+                                f"leave model.path at {default} to convert {cfg.model.name} there, or run "
+                                f"python -m {mod} --out {path}")
     is_hub_name = path.count("/") == 1 and not path.startswith((".", "/", "~")) and not os.path.exists(path)
     if is_hub_name and os.environ.get("HF_HUB_OFFLINE") != "1":
         return path  # cluster users may name a hub model
@@ -197,7 +211,7 @@ class Trainer:
         self.learners = LearnerGroup(self.model_path, d["learner"], d["algorithm"], cfg.grad_accum, pad)
         self.rollout = RolloutGroup(self.model_path, d["rollout"], d["method"], cfg.trainer.seed)
         self.pool = RewardPool(d["reward"])
-        self.sync = make_sync_channel(cfg.trainer.sync_channel)
+        self.sync = make_sync_channel(cfg.trainer.sync_channel, cfg.trainer.sync_backend)
         self.startup_s = time.perf_counter() - t0
         log.info("actors up in %.1fs", self.startup_s)
         # the engine must start from exactly the learner's weights: verify before the first step

@@ -21,6 +21,24 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def pad_sft(examples: list[tuple[list[int], list[int]]], pad_id: int):
+    """SFT rows (token ids, per-token train mask) -> right-padded ``input_ids``, ``attention_mask``
+    [B, T] and the target mask [B, T-1] (``mask[:, 1:]``: position t predicts token t+1)."""
+    import torch
+
+    T = max(len(ids) for ids, _ in examples)
+    ids_t = torch.full((len(examples), T), pad_id, dtype=torch.long)
+    attn = torch.zeros((len(examples), T), dtype=torch.long)
+    mask = torch.zeros((len(examples), T), dtype=torch.float32)
+    for i, (ids, m) in enumerate(examples):
+        if len(ids) != len(m):
+            raise ValueError(f"pad_sft: row {i}: {len(ids)} ids but {len(m)} mask values")
+        ids_t[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        attn[i, : len(ids)] = 1
+        mask[i, : len(m)] = torch.tensor(m, dtype=torch.float32)
+    return ids_t, attn, mask[:, 1:]
+
+
 @ray.remote
 class LearnerActor:
     def __init__(self, rank: int, world_size: int, master_addr: str, master_port: int, model_path: str,
@@ -41,6 +59,9 @@ class LearnerActor:
     def node_ip(self) -> str:
         return ray.util.get_node_ip_address()
 
+    def endpoint(self) -> tuple[str, int]:
+        return ray.util.get_node_ip_address(), _free_port()
+
     def peak_rss_mb(self) -> float:
         from ascl_ray.resources import peak_rss_mb
 
@@ -50,13 +71,14 @@ class LearnerActor:
         batch = collate(shard, self.pad_id)
         n = len(shard)
         per_mini = n // num_mini_batches
-        micro = max(1, per_mini // self.grad_accum)
+        ga = min(self.grad_accum, per_mini)       # near-equal micro-batches, exactly grad_accum of them
+        bounds = [round(k * per_mini / ga) for k in range(ga + 1)]
         prep = self.policy.prepare(batch)
         stats: dict[str, list[float]] = {}
         for _ in range(epochs):
             for mb in range(num_mini_batches):
                 idx = list(range(mb * per_mini, (mb + 1) * per_mini))
-                micro_batches = [idx[k:k + micro] for k in range(0, len(idx), micro)]
+                micro_batches = [idx[bounds[k]:bounds[k + 1]] for k in range(ga)]
                 for k, v in self.policy.update(batch, prep, micro_batches).items():
                     stats.setdefault(k, []).append(v)
         out = {k: sum(v) / len(v) for k, v in stats.items()}
@@ -86,6 +108,33 @@ class LearnerActor:
         os.replace(tmp, path)
         return digest
 
+    # ---- collective weight sync (ascl_ray.learner.collective): rank 0 is rank 0 of the sync group
+    def sync_group_init(self, addr: str, port: int, world_size: int, backend: str, timeout_s: float) -> bool:
+        if self.rank != 0:
+            return False
+        from ascl_ray.learner.collective import new_group
+
+        self._sync_group = None                      # drop an older group first (re-init after a replacement)
+        self._sync_group = new_group(addr, port, 0, world_size, backend, timeout_s)
+        self._sync_backend = backend
+        return True
+
+    def broadcast_weights(self, version: int) -> Optional[tuple[int, str]]:
+        """Collective over the learner ranks (ZeRO-3 gather); rank 0 then broadcasts to the engines
+        and returns (bytes, sha256 of what it sent)."""
+        import torch
+
+        from ascl_ray.learner.collective import send
+
+        state = self.policy.export_state()
+        if state is None:
+            return None
+        if getattr(self, "_sync_group", None) is None:
+            raise RuntimeError("broadcast_weights: sync_group_init was not called on learner rank 0")
+        store, pg = self._sync_group
+        dev = torch.device("cuda", torch.cuda.current_device()) if self._sync_backend == "nccl" else None
+        return send(store, pg, version, state, dev)
+
     def probe_logprobs(self, seqs: list[list[int]]) -> Optional[list[list[float]]]:
         import torch
 
@@ -102,6 +151,29 @@ class LearnerActor:
 
     def save_hf(self, out_dir: str) -> Optional[str]:
         return self.policy.save_hf(out_dir)
+
+    def sft_update(self, shard: list[tuple[list[int], list[int]]], total_tokens: float) -> dict:
+        """One SFT optimizer step on this rank's rows (sorted by length, split into exactly
+        ``grad_accum`` micro-batches). Collective: every rank calls it in the same step."""
+        ga = self.grad_accum
+        if len(shard) < ga:
+            raise ValueError(f"sft_update: {len(shard)} rows on rank {self.rank} cannot fill {ga} micro-batches")
+        order = sorted(range(len(shard)), key=lambda i: len(shard[i][0]))
+        ids, attn, tmask = pad_sft([shard[i] for i in order], self.pad_id)
+        bounds = [round(k * len(shard) / ga) for k in range(ga + 1)]
+        micro = [list(range(bounds[k], bounds[k + 1])) for k in range(ga)]
+        return self.policy.sft_update(ids, attn, tmask, micro, total_tokens)
+
+    def sft_eval(self, rows: list[tuple[list[int], list[int]]],
+                 chunk: int = 16) -> Optional[list[tuple[float, float]]]:
+        """Per-row (nll sum, trained tokens) under the current weights. Collective (all ranks run
+        the same rows); rank 0 returns the list, the others None."""
+        out: list[tuple[float, float]] = []
+        for k in range(0, len(rows), chunk):
+            ids, attn, tmask = pad_sft(rows[k:k + chunk], self.pad_id)
+            nll, n = self.policy.sft_eval(ids, attn, tmask)
+            out += list(zip(nll, n))
+        return out if self.rank == 0 else None
 
     def shutdown(self) -> None:
         self.policy.shutdown()
@@ -144,11 +216,40 @@ class LearnerGroup:
     def export_weights_to_path(self, path: str) -> str:
         return self._all("export_weights_to_path", path)[0]
 
+    def sync_group_init_async(self, addr: str, port: int, world_size: int, backend: str, timeout_s: float) -> list:
+        return [a.sync_group_init.remote(addr, port, world_size, backend, timeout_s) for a in self.actors]
+
+    def broadcast_weights_async(self, version: int) -> list:
+        """ObjectRefs (one per rank; rank 0's holds (bytes, sha256)); pair with the engines' receive."""
+        return [a.broadcast_weights.remote(version) for a in self.actors]
+
+    def rank0_endpoint(self) -> tuple[str, int]:
+        """(node IP, a free port there) of learner rank 0: the sync group's TCPStore."""
+        return ray.get(self.actors[0].endpoint.remote())
+
     def probe_logprobs(self, seqs: list[list[int]]) -> list[list[float]]:
         return self._all("probe_logprobs", seqs)[0]
 
     def save_hf(self, out_dir: str) -> str:
         return self._all("save_hf", out_dir)[0]
+
+    def sft_update(self, rows: list[tuple[list[int], list[int]]]) -> dict:
+        """One SFT optimizer step over ``rows`` ((token ids, per-token train mask) pairs), split
+        round-robin over the ranks. The loss is the masked token mean over all rows of the step.
+        Returns ``loss`` (before the step), ``n_tokens``, ``grad_norm``, ``lr``."""
+        W = self.world_size
+        shards = [rows[r::W] for r in range(W)]
+        total = float(sum(sum(m[1:]) for _, m in rows))
+        if total <= 0:
+            raise ValueError("sft_update: no trained tokens in the batch (every loss_mask is 0)")
+        res = ray.get([a.sft_update.remote(s, total) for a, s in zip(self.actors, shards)])
+        nll = sum(r["nll_sum"] for r in res)
+        n = sum(r["n_tokens"] for r in res)
+        return {"loss": nll / max(n, 1.0), "n_tokens": n, "grad_norm": res[0]["grad_norm"], "lr": res[0]["lr"]}
+
+    def sft_eval(self, rows: list[tuple[list[int], list[int]]]) -> list[tuple[float, float]]:
+        """Per-row (nll sum, trained tokens) under the current weights (no update)."""
+        return self._all("sft_eval", rows)[0]
 
     def peak_rss_mb(self) -> list[float]:
         return self._all("peak_rss_mb")

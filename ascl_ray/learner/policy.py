@@ -48,6 +48,15 @@ def token_logprobs(model: Any, input_ids: torch.Tensor, attention_mask: torch.Te
     return torch.gather(F.log_softmax(logits, dim=-1), 2, input_ids[:, 1:, None])[..., 0]
 
 
+def masked_nll_sum(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                   target_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """SFT: (sum of -log p over targets with ``target_mask`` 1, number of such targets).
+    ``target_mask`` is [B, T-1], aligned like ``token_logprobs`` (position t predicts token t+1)."""
+    lp = token_logprobs(model, input_ids, attention_mask)
+    m = target_mask.to(lp.dtype)
+    return -(lp * m).sum(), m.sum()
+
+
 class Policy:
     def __init__(self, model_path: str, lcfg: dict, acfg: dict, rank: int, world_size: int, grad_accum: int):
         import deepspeed
@@ -127,6 +136,48 @@ class Policy:
         metrics["train/lr"] = float(lr[0]) if lr else self.lcfg["lr"]
         metrics["train/grad_norm"] = float(self.engine.get_global_grad_norm() or 0.0)
         return metrics
+
+    # ------------------------------------------------------------------ SFT
+    def sft_update(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, target_mask: torch.Tensor,
+                   micro_batches: list[list[int]], total_tokens: float) -> dict[str, float]:
+        """One optimizer step of masked token-mean cross-entropy (SFT). ``micro_batches`` are index
+        lists into this rank's rows, exactly as many as the DeepSpeed gradient-accumulation steps;
+        ``total_tokens`` is the number of trained target tokens over ALL ranks and micro-batches of the
+        step, so the step's gradient is that of sum(nll) / total_tokens over the global batch
+        (DeepSpeed divides each backward by the accumulation steps and averages over ranks; the
+        loss is scaled back up by both). Returns this rank's nll sum and token count."""
+        gas = int(self.engine.gradient_accumulation_steps())
+        if len(micro_batches) != gas:
+            raise ValueError(f"sft_update: {len(micro_batches)} micro-batches, DeepSpeed expects {gas}")
+        if any(not idx for idx in micro_batches):
+            raise ValueError("sft_update: empty micro-batch")
+        scale = self.world_size * gas / max(float(total_tokens), 1.0)
+        steps_before = self.engine.global_steps
+        self.engine.train()
+        nll_sum, n_tok = 0.0, 0.0
+        for idx in micro_batches:
+            ix = torch.tensor(idx, dtype=torch.long)
+            s, n = masked_nll_sum(self.engine, input_ids[ix], attention_mask[ix], target_mask[ix])
+            self.engine.backward(s * scale)
+            self.engine.step()
+            nll_sum += float(s.detach())
+            n_tok += float(n)
+        if self.engine.global_steps != steps_before + 1:
+            raise RuntimeError(f"sft_update: expected one optimizer step, DeepSpeed took "
+                               f"{self.engine.global_steps - steps_before}")
+        lr = self.engine.get_lr()
+        return {"nll_sum": nll_sum, "n_tokens": n_tok,
+                "grad_norm": float(self.engine.get_global_grad_norm() or 0.0),
+                "lr": float(lr[0]) if lr else float(self.lcfg["lr"])}
+
+    @torch.no_grad()
+    def sft_eval(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                 target_mask: torch.Tensor) -> tuple[list[float], list[float]]:
+        """Per-row (nll sum, trained-token count) under the current weights; no update. Collective."""
+        self.engine.eval()
+        lp = token_logprobs(self.engine, input_ids, attention_mask)
+        m = target_mask.to(lp.dtype)
+        return (-(lp * m).sum(dim=1)).tolist(), m.sum(dim=1).tolist()
 
     # ------------------------------------------------------------------ export / save
     @torch.no_grad()

@@ -8,7 +8,8 @@ Channels (chosen by ``trainer.sync_channel``):
 - ``object_store``: ZeRO-3 params gathered one by one on learner rank 0, serialised as one
   safetensors blob into Ray's object store, loaded by every engine's worker extension.
 - ``shm``: the same blob written to a /dev/shm file that every engine reads (same node only).
-On GPU clusters the fast path is vLLM's NCCL weight transfer (not implemented yet; see README).
+- ``collective``: learner rank 0 broadcasts the gathered tensors over a process group shared with
+  the engines' workers (gloo on CPU, NCCL on GPU; ``ascl_ray.learner.collective``). The GPU path.
 
 Verification is never skipped silently: the sha256 of what each engine received must equal the
 learner's, and the engine's log-probs on probe sequences must match the learner's within ``tol``
@@ -79,13 +80,69 @@ class ShmChannel:
             os.remove(self.path)
 
 
-CHANNELS = {"object_store": ObjectStoreChannel, "shm": ShmChannel}
+class CollectiveChannel:
+    """Learner rank 0 broadcasts the gathered weights tensor by tensor over a process group it shares
+    with every engine's worker (``ascl_ray.learner.collective``): gloo on CPU, NCCL on GPU, no
+    serialisation and no object store. Both sides hash what they sent/received.
+
+    A rollout worker replaced after a failure gets the current weights through the object store
+    (``on_replace``) and the group is rebuilt, with it, on the next push."""
+
+    name = "collective"
+
+    def __init__(self, backend: str = "auto", timeout_s: float = 300.0) -> None:
+        if backend == "auto":
+            import torch
+
+            backend = "nccl" if torch.cuda.is_available() else "gloo"
+        self.backend, self.timeout_s = backend, timeout_s
+        self.version = 0
+        self.joined: Any = None          # (rollout group, its generation) the group was built for
+
+    def _join(self, learners: Any, rollout: Any) -> None:
+        import ray
+
+        addr, port = learners.rank0_endpoint()
+        world = 1 + len(rollout.workers)
+        refs = learners.sync_group_init_async(addr, port, world, self.backend, self.timeout_s)
+        refs += rollout.weight_group_init_async(addr, port, world, self.backend, self.timeout_s)
+        ray.get(refs)
+        self.joined = (id(rollout), rollout.generation)
+
+        def load_replacement(worker: Any) -> None:   # fallback for a fresh worker (rare: after a failure)
+            ref, _ = learners.export_weights_ref()
+            ray.get(worker.load_weights.remote(ref))
+
+        rollout.on_replace = load_replacement
+
+    def push(self, learners: Any, rollout: Any) -> SyncReport:
+        import ray
+
+        t0 = time.perf_counter()
+        if self.joined != (id(rollout), rollout.generation):
+            self._join(learners, rollout)
+        self.version += 1
+        t1 = time.perf_counter()
+        lrefs = learners.broadcast_weights_async(self.version)
+        rrefs = rollout.receive_weights_async(self.version)
+        sent = ray.get(lrefs)[0]
+        got = ray.get(rrefs)
+        t2 = time.perf_counter()
+        n, digest = sent
+        _check_digests(digest, got)
+        return SyncReport(n, t2 - t0, t1 - t0, t2 - t1, digest)
+
+    def close(self) -> None:
+        pass
 
 
-def make_sync_channel(name: str) -> Any:
+CHANNELS = {"object_store": ObjectStoreChannel, "shm": ShmChannel, "collective": CollectiveChannel}
+
+
+def make_sync_channel(name: str, backend: str = "auto") -> Any:
     if name not in CHANNELS:
         raise ValueError(f"trainer.sync_channel: unknown channel {name!r}; known: {sorted(CHANNELS)}")
-    return CHANNELS[name]()
+    return CollectiveChannel(backend) if name == "collective" else CHANNELS[name]()
 
 
 def _check_digests(expected: str, got: list[str]) -> None:

@@ -49,7 +49,6 @@ import threading
 import time
 import traceback
 from collections import Counter
-from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable, Optional
 
 import ray
@@ -62,59 +61,11 @@ REQUIRED_ITEM_KEYS = ("prompt_text", "prompt_type", "final_text", "reference", "
                       "consulted")
 
 
+from ascl_ray.reward.config import RewardPoolConfig  # noqa: E402  (re-exported)
+
+
 class ScoreTimeout(Exception):
     """A judge call or an item's scoring exceeded its deadline."""
-
-
-@dataclass
-class RewardPoolConfig:
-    num_workers: int = 2
-    num_cpus_per_worker: float = 1.0
-    judge: str = "refusal"
-    judge_options: dict = field(default_factory=dict)
-    judge_by_type: dict = field(default_factory=dict)
-    imports: list = field(default_factory=list)
-    judge_batch_size: int = 64
-    judge_timeout_s: float = 120.0
-    item_timeout_s: float = 30.0
-    math_timeout_s: float = 5.0
-    shard_timeout_s: Optional[float] = None
-    max_restarts: int = 3
-    rescore_on_actor_death: bool = True
-    consult_cost: float = 0.0
-    startup_timeout_s: float = 180.0
-    math_workers_per_actor: int = 1
-
-    @classmethod
-    def from_dict(cls, d: Any) -> "RewardPoolConfig":
-        if isinstance(d, cls):
-            return d
-        if d is None:
-            d = {}
-        if not isinstance(d, dict):
-            d = dict(d)  # e.g. an OmegaConf DictConfig converted by the caller
-        d = dict(d)
-        if isinstance(d.get("judge"), dict):  # {"judge": {"name": .., "options": ..}}
-            j = d.pop("judge")
-            d["judge"] = j.get("name", "refusal")
-            d["judge_options"] = {**j.get("options", {}), **d.get("judge_options", {})}
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"RewardPoolConfig: unknown keys {unknown}; known: {sorted(known)}")
-        cfg = cls(**d)
-        if cfg.num_workers < 1:
-            raise ValueError(f"RewardPoolConfig: num_workers={cfg.num_workers} must be >= 1")
-        for k in ("judge_timeout_s", "item_timeout_s", "math_timeout_s"):
-            if getattr(cfg, k) <= 0:
-                raise ValueError(f"RewardPoolConfig: {k} must be > 0")
-        for t, spec in cfg.judge_by_type.items():
-            if not isinstance(spec, dict) or "name" not in spec:
-                raise ValueError(f"RewardPoolConfig: judge_by_type[{t!r}] must be {{'name': ..., 'options': {{}}}}")
-        return cfg
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -54,6 +54,29 @@ class WeightSyncExtension:
             payload = f.read()
         return self.ascl_load_weights(payload)
 
+    # collective channel: this worker is rank ``rank`` of a process group with learner rank 0
+    def ascl_weight_group_init(self, addr: str, port: int, rank: int, world_size: int, backend: str,
+                               timeout_s: float) -> bool:
+        from ascl_ray.learner.collective import new_group
+
+        self._ascl_group = None
+        self._ascl_group = new_group(addr, port, rank, world_size, backend, timeout_s)
+        self._ascl_backend = backend
+        return True
+
+    def ascl_receive_weights(self, version: int) -> str:
+        import torch
+
+        from ascl_ray.learner.collective import receive
+
+        if getattr(self, "_ascl_group", None) is None:
+            raise RuntimeError("ascl_receive_weights: the weight-sync group was not initialised")
+        store, pg = self._ascl_group
+        dev = torch.device("cuda", torch.cuda.current_device()) if self._ascl_backend == "nccl" else torch.device("cpu")
+        items, digest = receive(store, pg, version, dev)
+        self.reload_weights(weights_iterator=iter(items), is_checkpoint_format=True)
+        return digest
+
 
 class VLLMEngine:
     def __init__(self, model_path: str, *, dtype: str = "float32", max_model_len: int = 1024,
@@ -146,6 +169,14 @@ class VLLMEngine:
 
     def load_weights_from_path(self, path: str) -> str:
         return self.llm.collective_rpc("ascl_load_weights_from_path", args=(path,))[0]
+
+    def weight_group_init(self, addr: str, port: int, rank: int, world_size: int, backend: str,
+                          timeout_s: float) -> bool:
+        return self.llm.collective_rpc("ascl_weight_group_init", args=(addr, port, rank, world_size, backend,
+                                                                       timeout_s))[0]
+
+    def receive_weights(self, version: int) -> str:
+        return self.llm.collective_rpc("ascl_receive_weights", args=(version,))[0]
 
 
 ENGINES = {"vllm": VLLMEngine}

@@ -59,6 +59,13 @@ class RolloutWorker:
     def load_weights_from_path(self, path: str) -> str:
         return self.engine.load_weights_from_path(path)
 
+    def weight_group_init(self, addr: str, port: int, rank: int, world_size: int, backend: str,
+                          timeout_s: float) -> bool:
+        return self.engine.weight_group_init(addr, port, rank, world_size, backend, timeout_s)
+
+    def receive_weights(self, version: int) -> str:
+        return self.engine.receive_weights(version)
+
     def prompt_logprobs(self, seqs: list[list[int]]) -> list[list[float]]:
         return self.engine.prompt_logprobs(seqs)
 
@@ -73,6 +80,10 @@ class RolloutGroup:
         self.seed = seed
         self.last_payload: Any = None      # ObjectRef of the latest synced weights (for replacements)
         self.last_path: Optional[str] = None
+        # set by a sync channel without a replayable payload (collective): loads the current weights
+        # into a fresh replacement worker; ``generation`` counts replacements (channels re-join them)
+        self.on_replace: Optional[Any] = None
+        self.generation = 0
         self.restarts = 0
         self.workers = [self._spawn(i) for i in range(rcfg["num_workers"])]
         ray.get([w.ready.remote() for w in self.workers])
@@ -89,11 +100,14 @@ class RolloutGroup:
         self.restarts += 1
         w = self._spawn(k)
         ray.get(w.ready.remote())
-        if self.last_payload is not None:
+        if self.on_replace is not None:
+            self.on_replace(w)
+        elif self.last_payload is not None:
             ray.get(w.load_weights.remote(self.last_payload))
         elif self.last_path is not None:
             ray.get(w.load_weights_from_path.remote(self.last_path))
         self.workers[k] = w
+        self.generation += 1
 
     def generate(self, rows: list[PromptRow], group_ids: list[int], seed: int) -> list[Rollout]:
         W = len(self.workers)
@@ -121,6 +135,15 @@ class RolloutGroup:
     def load_weights_from_path(self, path: str) -> list[str]:
         self.last_payload, self.last_path = None, path
         return ray.get([w.load_weights_from_path.remote(path) for w in self.workers])
+
+    def weight_group_init_async(self, addr: str, port: int, world_size: int, backend: str, timeout_s: float) -> list:
+        """Worker k joins the sync group as rank k + 1 (rank 0: learner rank 0)."""
+        return [w.weight_group_init.remote(addr, port, k + 1, world_size, backend, timeout_s)
+                for k, w in enumerate(self.workers)]
+
+    def receive_weights_async(self, version: int) -> list:
+        self.last_payload = self.last_path = None
+        return [w.receive_weights.remote(version) for w in self.workers]
 
     def prompt_logprobs(self, seqs: list[list[int]]) -> list[list[list[float]]]:
         return ray.get([w.prompt_logprobs.remote(seqs) for w in self.workers])

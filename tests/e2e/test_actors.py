@@ -152,3 +152,44 @@ def test_dead_rollout_worker_is_replaced_with_current_weights(stack):
     ros = stack["rollout"].generate(rows, [300, 301], seed=3)
     assert len(ros) == 2 * 4 and stack["rollout"].restarts == 1
     assert verify_sync(stack["learners"], stack["rollout"], stack["probes"], 1e-3) < 1e-4
+
+
+def _train_once(stack, gid0, seed):
+    from ascl_ray.driver import compute_advantages
+
+    ros = stack["rollout"].generate(stack["rows"][:3], list(range(gid0, gid0 + 3)), seed=seed)
+    for k, r in enumerate(ros):
+        r.reward = float(k % 2)
+    compute_advantages(stack["cfg"], ros, {})
+    stack["learners"].update(ros)
+
+
+def test_collective_channel_broadcasts_verified_weights_and_survives_a_replacement(stack):
+    """trainer.sync_channel=collective over gloo (the NCCL path's code on CPU): learner rank 0 and
+    the vLLM worker form their own process group; every push is hashed on both sides and the
+    engine's log-probs match. A replaced worker gets the current weights and joins a new group."""
+    from ascl_ray.learner.sync import WeightSyncError, make_sync_channel, verify_sync
+
+    L, R = stack["learners"], stack["rollout"]
+    ch = make_sync_channel("collective", "gloo")
+    try:
+        for it in range(2):                      # the group is built once and reused
+            _train_once(stack, 400 + 10 * it, seed=20 + it)
+            with pytest.raises(WeightSyncError):
+                verify_sync(L, R, stack["probes"], 1e-4)
+            rep = ch.push(L, R)
+            assert rep.n_bytes > 1_000_000 and len(rep.digest) == 64 and ch.version == it + 1
+            assert verify_sync(L, R, stack["probes"], 1e-3) < 1e-4
+        joined = ch.joined
+        _train_once(stack, 450, seed=30)
+        ch.push(L, R)
+        R.kill_worker(0)
+        ros = R.generate(stack["rows"][:1], [460], seed=4)     # replaced; on_replace loads current weights
+        assert len(ros) == 4
+        assert verify_sync(L, R, stack["probes"], 1e-3) < 1e-4
+        _train_once(stack, 470, seed=31)
+        ch.push(L, R)                                           # a new group with the replacement
+        assert ch.joined != joined
+        assert verify_sync(L, R, stack["probes"], 1e-3) < 1e-4
+    finally:
+        R.on_replace = None
