@@ -38,7 +38,8 @@ samples), because samples of the same prompt are correlated. When every prompt h
 sample, a proportion gets a Wilson score interval over the samples; otherwise (several samples per
 prompt, or a mean such as length) a normal interval ``mean +- z * sd / sqrt(n_prompts)`` over the
 per-prompt values (``sd`` with ddof=1), clipped to [0, 1] for proportions. ``avg_at_k`` and
-``pass_at_k`` use the normal interval over per-prompt values.
+``pass_at_k`` use the normal interval over per-prompt values, or Wilson when k = 1 with one sample
+per prompt (then they are plain proportions).
 
 avg@k and pass@k need at least ``k`` samples for every prompt that has ``correct`` (ValueError
 otherwise); with ``n > k`` samples both use all ``n`` (avg: mean of n; pass@k: the unbiased
@@ -235,7 +236,11 @@ def _block(prompts: Mapping[str, list[Mapping[str, Any]]], k: int, where: str) -
                              f"{len(short)} prompt(s) have fewer, e.g. {ex}")
         accs = [sum(c) / len(c) for c in correct.values()]
         passes = [pass_at_k(len(c), sum(c), k) for c in correct.values()]
+        single = all(len(c) == 1 for c in correct.values())
         for name, vals in (("avg_at_k", accs), ("pass_at_k", passes)):
+            if single:      # one sample per prompt: a proportion over prompts (Wilson, never a [0, 0] CI)
+                metrics[name] = proportion_estimate([[v] for v in vals]).as_dict()
+                continue
             mean, lo, hi = normal_interval(vals, bounds=(0.0, 1.0))
             metrics[name] = Estimate(mean, lo, hi, len(vals), "normal").as_dict()
     ordered = {m: metrics[m] for m in METRIC_ORDER if m in metrics}

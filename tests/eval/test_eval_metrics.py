@@ -157,3 +157,16 @@ def test_summarize_errors():
         summarize([_rec("g", "p", "unsafe", 0)], k=1)
     with pytest.raises(ValueError, match="k must be >= 1"):
         summarize([], k=0)
+
+
+def test_accuracy_with_one_sample_per_prompt_gets_a_wilson_interval():
+    """0 of 10 correct is not a certain 0%: with k=1 avg@k / pass@k are proportions (Wilson)."""
+    from ascl_ray.eval.metrics import summarize, wilson_interval
+
+    recs = [{"benchmark": "gsm8k", "prompt_id": f"p{i}", "prompt_type": "math", "sample_idx": 0, "correct": False,
+             "consulted": False, "n_calls": 0, "response_len": 5, "reward": 0.0} for i in range(10)]
+    m = summarize(recs, k=1)["benchmarks"]["gsm8k"]["metrics"]
+    lo, hi = wilson_interval(0, 10)
+    for name in ("avg_at_k", "pass_at_k"):
+        assert m[name]["value"] == 0.0 and m[name]["method"] == "wilson"
+        assert m[name]["lo"] == pytest.approx(lo) and m[name]["hi"] == pytest.approx(hi) and hi > 0.2
