@@ -192,7 +192,8 @@ class Trainer:
         self.learners = self.rollout = self.pool = self.tracker = None
         env = {"HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"), "TOKENIZERS_PARALLELISM": "false",
                "VLLM_CPU_KVCACHE_SPACE": str(cfg.rollout.kv_cache_gib)}
-        if not ray.is_initialized():
+        self.started_ray = not ray.is_initialized()     # close() shuts down only a Ray this trainer started
+        if self.started_ray:
             ray.init(address=cfg.cluster.address, num_cpus=cfg.cluster.num_cpus, namespace=cfg.cluster.namespace,
                      include_dashboard=False, runtime_env={"env_vars": env})
         self.sampler = PromptSampler(self.train_rows, cfg.data.prompts_per_iter, cfg.trainer.seed)
@@ -307,6 +308,11 @@ class Trainer:
                     part.close() if hasattr(part, "close") else part.shutdown()
                 except Exception as e:  # noqa: BLE001 - keep shutting the rest down
                     log.warning("shutdown of %s failed: %s", type(part).__name__, e)
+        if getattr(self, "started_ray", False):
+            import ray
+
+            ray.shutdown()
+            self.started_ray = False
 
 
 def train(cfg: TrainConfig) -> dict[str, Any]:

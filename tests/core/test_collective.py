@@ -75,3 +75,14 @@ def test_bad_backend_and_metadata_are_clear_errors():
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="CUDA build"):
             C.new_group("127.0.0.1", C.free_port(), 0, 1, "nccl", timeout_s=5)
+
+
+def test_collective_core_imports_neither_ray_vllm_nor_deepspeed():
+    import subprocess
+    import sys
+
+    code = ("import sys, ascl_ray.learner.collective, ascl_ray.config\n"
+            "bad = [m for m in ('ray', 'vllm', 'deepspeed') if m in sys.modules]\n"
+            "assert not bad, bad\nprint('OK')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "OK" in out.stdout, out.stdout + out.stderr

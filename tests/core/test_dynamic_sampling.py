@@ -51,7 +51,8 @@ def test_refills_with_informative_groups(monkeypatch):
     fake_score(None, ros)
     out, stats = tr._dynamic_sampling(ros, 0, PhaseTimer())
     groups = {r.group_id for r in out}
-    assert len(out) == 8 * 4 and len(groups) == 8
+    n = tr.cfg.data.prompts_per_iter
+    assert len(out) == n * 4 and len(groups) == n
     assert all(g % 2 == 1 for g in groups)  # only informative (odd) groups
     assert stats["dynamic_sampling/informative_groups"] == 1.0 and stats["dynamic_sampling/extra_rounds"] == 1.0
 
@@ -62,5 +63,7 @@ def test_pads_with_uniform_groups_when_rounds_run_out(monkeypatch):
     ros = tr.rollout.generate(rows, gids, 0)
     fake_score(None, ros)
     out, stats = tr._dynamic_sampling(ros, 0, PhaseTimer())
-    assert len(out) == 8 * 4 and stats["dynamic_sampling/informative_groups"] == 0.5
+    n = tr.cfg.data.prompts_per_iter
+    odd = sum(g % 2 == 1 for g in gids)          # group ids 0..n-1: the odd ones are informative
+    assert len(out) == n * 4 and stats["dynamic_sampling/informative_groups"] == odd / n
     assert tr.rollout.calls == 1
