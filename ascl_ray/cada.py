@@ -123,8 +123,7 @@ def generate_chains(cfg: Any, out_path: str, *, samples: Optional[int] = None, l
     from transformers import AutoTokenizer
 
     from ascl_ray.config import ConfigError, to_dict
-    from ascl_ray.driver import ensure_model, load_prompts, score
-    from ascl_ray.learner.sft_run import _ray_up
+    from ascl_ray.driver import ensure_model, load_prompts, score, start_ray
     from ascl_ray.reward.pool import RewardPool
     from ascl_ray.rollout.chat import prompt_ids
     from ascl_ray.rollout.method import build_context
@@ -156,7 +155,7 @@ def generate_chains(cfg: Any, out_path: str, *, samples: Optional[int] = None, l
     if samples is not None:
         rcfg["n_samples"] = int(samples)
 
-    started = _ray_up(cfg)
+    started = start_ray(cfg)
     rollout = pool = None
     counts = Counts()
     tmp = out_path + ".tmp"
@@ -172,16 +171,20 @@ def generate_chains(cfg: Any, out_path: str, *, samples: Optional[int] = None, l
                 ros = rollout.generate(chunk, gids, seed=seed * 100_003 + c0)
                 score(pool, ros)
                 k_in_group: dict[int, int] = {}
+                rendered: dict[int, tuple[list[int], list[int]]] = {}   # group id -> (spec, plain) prompt ids
                 for r in ros:
                     k = k_in_group[r.group_id] = k_in_group.get(r.group_id, -1) + 1
-                    spec_ids = prompt_ids(tok, r.prompt.text, spec_system)
+                    if r.group_id not in rendered:
+                        rendered[r.group_id] = (prompt_ids(tok, r.prompt.text, spec_system),
+                                                prompt_ids(tok, r.prompt.text, plain_system))
+                    spec_ids, plain_ids = rendered[r.group_id]
                     if list(r.prompt_ids) != spec_ids:   # token-in/token-out: the worker saw this exact prompt
                         raise RuntimeError(f"cada-chains: prompt {r.prompt.prompt_id!r}: the rollout prompt ids "
                                            "differ from the spec prompt rendered here")
                     ok = accepted(r, min_reward)
                     counts.add(r, ok)
                     if ok or rej is not None:
-                        rec = chain_record(r, k, prompt_ids(tok, r.prompt.text, plain_system), train_context)
+                        rec = chain_record(r, k, plain_ids, train_context)
                         if not ok:
                             rec.update(truncated=r.truncated, reward_info=r.reward_info)
                         (f if ok else rej).write(json.dumps(rec, default=str) + "\n")

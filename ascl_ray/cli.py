@@ -23,28 +23,40 @@ CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 GROUPS = ("model", "rollout", "learner", "reward", "algorithm", "method", "data", "cluster")
 
 
-def compose(overrides: list[str], conf_dir: Optional[str] = None):
-    """Compose ``conf/config.yaml`` with overrides and return the validated TrainConfig."""
+def compose_node(overrides: list[str], conf_dir: Optional[str] = None, config_name: str = "config"):
+    """Compose ``conf/<config_name>.yaml`` with overrides: the raw (unvalidated, non-struct) DictConfig.
+    Errors (missing config, bad override) are ConfigError."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
     from omegaconf import OmegaConf
 
-    from ascl_ray.config import ConfigError, load_config
+    from ascl_ray.config import ConfigError
 
     conf = str(Path(conf_dir or os.environ.get("ASCL_CONF_DIR") or CONF_DIR).resolve())
     if not os.path.isdir(conf):
         raise ConfigError(f"config dir not found: {conf}")
+    if not os.path.isfile(os.path.join(conf, f"{config_name}.yaml")):
+        raise ConfigError(f"config not found: {conf}/{config_name}.yaml")
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=conf, version_base="1.3"):
-            cfg = hydra_compose(config_name="config", overrides=list(overrides))
+            cfg = hydra_compose(config_name=config_name, overrides=list(overrides))
     except HydraException as e:
-        raise ConfigError(f"overrides {overrides}: {e}") from None
+        raise ConfigError(f"overrides {list(overrides)}: {e}".replace("\n", " ")) from None
+    finally:
+        GlobalHydra.instance().clear()
     OmegaConf.set_struct(cfg, False)
     cfg.pop("hydra", None)
-    return load_config(cfg)
+    return cfg
+
+
+def compose(overrides: list[str], conf_dir: Optional[str] = None):
+    """Compose ``conf/config.yaml`` with overrides and return the validated TrainConfig."""
+    from ascl_ray.config import load_config
+
+    return load_config(compose_node(overrides, conf_dir))
 
 
 def _help() -> str:

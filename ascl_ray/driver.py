@@ -75,6 +75,24 @@ def load_prompts(cfg: TrainConfig) -> tuple[list[PromptRow], list[PromptRow]]:
     return synthetic.split(rows, eval_frac=d.eval_frac, seed=cfg.trainer.seed)
 
 
+def start_ray(cfg: TrainConfig, default_num_cpus: Optional[int] = None) -> bool:
+    """Start local Ray (or join ``cluster.address``) with the runtime env every actor needs, unless
+    Ray is already up. True when this call started it (the caller then shuts it down)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    env = {"HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"), "TOKENIZERS_PARALLELISM": "false",
+           "VLLM_CPU_KVCACHE_SPACE": str(cfg.rollout.kv_cache_gib)}
+    kw: dict[str, Any] = dict(namespace=cfg.cluster.namespace, include_dashboard=False, runtime_env={"env_vars": env})
+    if cfg.cluster.address:
+        kw["address"] = cfg.cluster.address
+    else:
+        kw["num_cpus"] = cfg.cluster.num_cpus or default_num_cpus
+    ray.init(**kw)
+    return True
+
+
 # model.name -> (module, function(path) -> folder, default path): models the project builds itself,
 # once, when model.path is left at the default folder and it is missing
 MODEL_BUILDERS = {"smollm2_135m": ("ascl_ray.models.smollm2", "ensure_smollm2",
@@ -175,7 +193,6 @@ class Trainer:
     """Owns the actors of one run. ``train()`` below is setup + ``step()`` per iteration + finish."""
 
     def __init__(self, cfg: TrainConfig):
-        import ray
         from transformers import AutoTokenizer
 
         from ascl_ray.rollout.method import build_context
@@ -190,12 +207,7 @@ class Trainer:
         ctx = build_context(self.cfg_dict["method"], tokenizer=self.tok)
         self.probes = probe_sequences(self.tok, self.train_rows, ctx.system_text)
         self.learners = self.rollout = self.pool = self.tracker = None
-        env = {"HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"), "TOKENIZERS_PARALLELISM": "false",
-               "VLLM_CPU_KVCACHE_SPACE": str(cfg.rollout.kv_cache_gib)}
-        self.started_ray = not ray.is_initialized()     # close() shuts down only a Ray this trainer started
-        if self.started_ray:
-            ray.init(address=cfg.cluster.address, num_cpus=cfg.cluster.num_cpus, namespace=cfg.cluster.namespace,
-                     include_dashboard=False, runtime_env={"env_vars": env})
+        self.started_ray = start_ray(cfg)     # close() shuts down only a Ray this trainer started
         self.sampler = PromptSampler(self.train_rows, cfg.data.prompts_per_iter, cfg.trainer.seed)
         self.adv_state: dict = {}
 

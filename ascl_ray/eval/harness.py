@@ -105,29 +105,9 @@ class EvalCfg:
 
 
 def _hydra_compose(overrides: Sequence[str], conf_dir: Optional[str]) -> Any:
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.errors import HydraException
-    from omegaconf import OmegaConf
+    from ascl_ray.cli import compose_node
 
-    from ascl_ray.cli import CONF_DIR
-    from ascl_ray.config import ConfigError
-
-    conf = str(Path(conf_dir or os.environ.get("ASCL_CONF_DIR") or CONF_DIR).resolve())
-    if not os.path.isfile(os.path.join(conf, f"{EVAL_CONFIG_NAME}.yaml")):
-        raise ConfigError(f"eval config not found: {conf}/{EVAL_CONFIG_NAME}.yaml")
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=conf, version_base="1.3"):
-            cfg = hydra_compose(config_name=EVAL_CONFIG_NAME, overrides=list(overrides))
-    except HydraException as e:
-        raise ConfigError(f"overrides {list(overrides)}: {e}".replace("\n", " ")) from None
-    finally:
-        GlobalHydra.instance().clear()
-    OmegaConf.set_struct(cfg, False)
-    cfg.pop("hydra", None)
-    return cfg
+    return compose_node(list(overrides), conf_dir, EVAL_CONFIG_NAME)
 
 
 def _eval_block(node: Any) -> EvalCfg:
@@ -483,7 +463,7 @@ def run(prep: Mapping[str, Any], t_start: Optional[float] = None) -> dict[str, A
     import ray
 
     from ascl_ray.config import to_dict
-    from ascl_ray.driver import score
+    from ascl_ray.driver import score, start_ray
     from ascl_ray.eval.metrics import summarize
     from ascl_ray.eval.report import write_report
     from ascl_ray.reward.pool import RewardPool
@@ -501,18 +481,7 @@ def run(prep: Mapping[str, Any], t_start: Optional[float] = None) -> dict[str, A
     (out_dir / "config.json").write_text(json.dumps({**d, "eval": dataclasses.asdict(ecfg),
                                                      "methods": prep["mcfgs"]}, indent=2, default=str))
 
-    started_ray = False
-    if not ray.is_initialized():
-        env = {"HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"), "TOKENIZERS_PARALLELISM": "false",
-               "VLLM_CPU_KVCACHE_SPACE": str(cfg.rollout.kv_cache_gib)}
-        kw: dict[str, Any] = dict(namespace=cfg.cluster.namespace, include_dashboard=False,
-                                  runtime_env={"env_vars": env})
-        if cfg.cluster.address:
-            kw["address"] = cfg.cluster.address
-        else:
-            kw["num_cpus"] = cfg.cluster.num_cpus or 2
-        ray.init(**kw)
-        started_ray = True
+    started_ray = start_ray(cfg, default_num_cpus=2)
     summaries: dict[str, dict] = {}
     diag: dict[str, dict] = {}
     timing: dict[str, dict[str, float]] = {}

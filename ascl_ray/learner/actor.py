@@ -13,30 +13,13 @@ from typing import Any, Optional
 import ray
 
 from ascl_ray.batch import Rollout, collate
+from ascl_ray.learner.sft import even_split, pad_sft
 
 
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("", 0))
         return s.getsockname()[1]
-
-
-def pad_sft(examples: list[tuple[list[int], list[int]]], pad_id: int):
-    """SFT rows (token ids, per-token train mask) -> right-padded ``input_ids``, ``attention_mask``
-    [B, T] and the target mask [B, T-1] (``mask[:, 1:]``: position t predicts token t+1)."""
-    import torch
-
-    T = max(len(ids) for ids, _ in examples)
-    ids_t = torch.full((len(examples), T), pad_id, dtype=torch.long)
-    attn = torch.zeros((len(examples), T), dtype=torch.long)
-    mask = torch.zeros((len(examples), T), dtype=torch.float32)
-    for i, (ids, m) in enumerate(examples):
-        if len(ids) != len(m):
-            raise ValueError(f"pad_sft: row {i}: {len(ids)} ids but {len(m)} mask values")
-        ids_t[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-        attn[i, : len(ids)] = 1
-        mask[i, : len(m)] = torch.tensor(m, dtype=torch.float32)
-    return ids_t, attn, mask[:, 1:]
 
 
 @ray.remote
@@ -72,13 +55,11 @@ class LearnerActor:
         n = len(shard)
         per_mini = n // num_mini_batches
         ga = min(self.grad_accum, per_mini)       # near-equal micro-batches, exactly grad_accum of them
-        bounds = [round(k * per_mini / ga) for k in range(ga + 1)]
         prep = self.policy.prepare(batch)
         stats: dict[str, list[float]] = {}
         for _ in range(epochs):
             for mb in range(num_mini_batches):
-                idx = list(range(mb * per_mini, (mb + 1) * per_mini))
-                micro_batches = [idx[bounds[k]:bounds[k + 1]] for k in range(ga)]
+                micro_batches = [[mb * per_mini + i for i in part] for part in even_split(per_mini, ga)]
                 for k, v in self.policy.update(batch, prep, micro_batches).items():
                     stats.setdefault(k, []).append(v)
         out = {k: sum(v) / len(v) for k, v in stats.items()}
@@ -122,9 +103,7 @@ class LearnerActor:
     def broadcast_weights(self, version: int) -> Optional[tuple[int, str]]:
         """Collective over the learner ranks (ZeRO-3 gather); rank 0 then broadcasts to the engines
         and returns (bytes, sha256 of what it sent)."""
-        import torch
-
-        from ascl_ray.learner.collective import send
+        from ascl_ray.learner.collective import device_for, send
 
         state = self.policy.export_state()
         if state is None:
@@ -132,8 +111,7 @@ class LearnerActor:
         if getattr(self, "_sync_group", None) is None:
             raise RuntimeError("broadcast_weights: sync_group_init was not called on learner rank 0")
         store, pg = self._sync_group
-        dev = torch.device("cuda", torch.cuda.current_device()) if self._sync_backend == "nccl" else None
-        return send(store, pg, version, state, dev)
+        return send(store, pg, version, state, device_for(self._sync_backend))
 
     def probe_logprobs(self, seqs: list[list[int]]) -> Optional[list[list[float]]]:
         import torch
@@ -160,9 +138,7 @@ class LearnerActor:
             raise ValueError(f"sft_update: {len(shard)} rows on rank {self.rank} cannot fill {ga} micro-batches")
         order = sorted(range(len(shard)), key=lambda i: len(shard[i][0]))
         ids, attn, tmask = pad_sft([shard[i] for i in order], self.pad_id)
-        bounds = [round(k * len(shard) / ga) for k in range(ga + 1)]
-        micro = [list(range(bounds[k], bounds[k + 1])) for k in range(ga)]
-        return self.policy.sft_update(ids, attn, tmask, micro, total_tokens)
+        return self.policy.sft_update(ids, attn, tmask, even_split(len(shard), ga), total_tokens)
 
     def sft_eval(self, rows: list[tuple[list[int], list[int]]],
                  chunk: int = 16) -> Optional[list[tuple[float, float]]]:

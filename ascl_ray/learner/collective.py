@@ -55,6 +55,11 @@ def new_group(addr: str, port: int, rank: int, world_size: int, backend: str,
     return store, pg
 
 
+def device_for(backend: str) -> torch.device:
+    """Where the broadcast tensors live: the current CUDA device for NCCL, host memory for gloo."""
+    return torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else torch.device("cpu")
+
+
 def _broadcast(pg: Any, t: torch.Tensor) -> None:
     import torch.distributed as dist
 

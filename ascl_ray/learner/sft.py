@@ -37,21 +37,36 @@ def sft_examples(demos: list, tok: Any, ctx: Any) -> list[SFTExample]:
     return [build_example(tok, ctx, d.row.text, d.tool_call, d.answer) for d in demos]
 
 
+def pad_sft(examples: list[tuple[list[int], list[int]]], pad_id: int):
+    """SFT rows (token ids, per-token train mask) -> right-padded ``input_ids``, ``attention_mask``
+    [B, T] and the target mask [B, T-1] (``mask[:, 1:]``: position t predicts token t+1)."""
+    import torch
+
+    T = max(len(ids) for ids, _ in examples)
+    ids_t = torch.full((len(examples), T), pad_id, dtype=torch.long)
+    attn = torch.zeros((len(examples), T), dtype=torch.long)
+    mask = torch.zeros((len(examples), T), dtype=torch.float32)
+    for i, (ids, m) in enumerate(examples):
+        if len(ids) != len(m):
+            raise ValueError(f"pad_sft: row {i}: {len(ids)} ids but {len(m)} mask values")
+        ids_t[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        attn[i, : len(ids)] = 1
+        mask[i, : len(m)] = torch.tensor(m, dtype=torch.float32)
+    return ids_t, attn, mask[:, 1:]
+
+
+def even_split(n: int, parts: int) -> list[list[int]]:
+    """Indices 0..n-1 as ``parts`` contiguous chunks of near-equal size (differing by at most one)."""
+    bounds = [round(k * n / parts) for k in range(parts + 1)]
+    return [list(range(bounds[k], bounds[k + 1])) for k in range(parts)]
+
+
 def sft_loss(model: Any, batch: list[SFTExample], pad_id: int):
     """Token-mean cross-entropy over masked-in target tokens."""
-    import torch
     import torch.nn.functional as F
 
-    T = max(len(e.ids) for e in batch)
-    ids = torch.full((len(batch), T), pad_id, dtype=torch.long)
-    attn = torch.zeros((len(batch), T), dtype=torch.long)
-    mask = torch.zeros((len(batch), T), dtype=torch.float32)
-    for i, e in enumerate(batch):
-        ids[i, : len(e.ids)] = torch.tensor(e.ids)
-        attn[i, : len(e.ids)] = 1
-        mask[i, : len(e.ids)] = torch.tensor(e.mask, dtype=torch.float32)
+    ids, attn, m = pad_sft([(e.ids, e.mask) for e in batch], pad_id)
     logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1].float()
     tgt = ids[:, 1:]
-    m = mask[:, 1:]
     nll = F.cross_entropy(logits.reshape(-1, logits.size(-1)), tgt.reshape(-1), reduction="none").view_as(m)
     return (nll * m).sum() / m.sum().clamp(min=1.0)

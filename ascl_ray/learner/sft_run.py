@@ -237,7 +237,7 @@ def run_sft(cfg: Any, data_path: str, out_dir: Optional[str] = None, *, epochs: 
     from transformers import AutoConfig, AutoTokenizer
 
     from ascl_ray.config import ConfigError, to_dict
-    from ascl_ray.driver import ensure_model
+    from ascl_ray.driver import ensure_model, start_ray
     from ascl_ray.rollout.method import build_context
 
     t0 = time.perf_counter()
@@ -273,7 +273,7 @@ def run_sft(cfg: Any, data_path: str, out_dir: Optional[str] = None, *, epochs: 
 
     acfg = {**d["algorithm"], "kl_coef": 0.0}       # SFT needs no reference model
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    started = _ray_up(cfg)
+    started = start_ray(cfg)
     learners = None
     out.mkdir(parents=True, exist_ok=True)
     history: list[dict] = []
@@ -311,19 +311,6 @@ def run_sft(cfg: Any, data_path: str, out_dir: Optional[str] = None, *, epochs: 
     summary["eval_lines_before"], summary["eval_lines_after"] = per_before, per_after
     summary["history"] = history
     return summary
-
-
-def _ray_up(cfg: Any) -> bool:
-    """Start (or join) Ray like the Trainer does; True when this call started it."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    env = {"HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"), "TOKENIZERS_PARALLELISM": "false",
-           "VLLM_CPU_KVCACHE_SPACE": str(cfg.rollout.kv_cache_gib)}
-    ray.init(address=cfg.cluster.address, num_cpus=cfg.cluster.num_cpus, namespace=cfg.cluster.namespace,
-             include_dashboard=False, runtime_env={"env_vars": env})
-    return True
 
 
 def main(argv: Optional[list[str]] = None) -> int:

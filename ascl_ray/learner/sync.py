@@ -97,7 +97,7 @@ class CollectiveChannel:
             backend = "nccl" if torch.cuda.is_available() else "gloo"
         self.backend, self.timeout_s = backend, timeout_s
         self.version = 0
-        self.joined: Any = None          # (rollout group, its generation) the group was built for
+        self.joined: Any = None          # (rollout group, its restart count) the group was built for
 
     def _join(self, learners: Any, rollout: Any) -> None:
         import ray
@@ -107,7 +107,7 @@ class CollectiveChannel:
         refs = learners.sync_group_init_async(addr, port, world, self.backend, self.timeout_s)
         refs += rollout.weight_group_init_async(addr, port, world, self.backend, self.timeout_s)
         ray.get(refs)
-        self.joined = (id(rollout), rollout.generation)
+        self.joined = (id(rollout), rollout.restarts)
 
         def load_replacement(worker: Any) -> None:   # fallback for a fresh worker (rare: after a failure)
             ref, _ = learners.export_weights_ref()
@@ -119,7 +119,7 @@ class CollectiveChannel:
         import ray
 
         t0 = time.perf_counter()
-        if self.joined != (id(rollout), rollout.generation):
+        if self.joined != (id(rollout), rollout.restarts):
             self._join(learners, rollout)
         self.version += 1
         t1 = time.perf_counter()

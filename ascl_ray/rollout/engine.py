@@ -65,15 +65,12 @@ class WeightSyncExtension:
         return True
 
     def ascl_receive_weights(self, version: int) -> str:
-        import torch
-
-        from ascl_ray.learner.collective import receive
+        from ascl_ray.learner.collective import device_for, receive
 
         if getattr(self, "_ascl_group", None) is None:
             raise RuntimeError("ascl_receive_weights: the weight-sync group was not initialised")
         store, pg = self._ascl_group
-        dev = torch.device("cuda", torch.cuda.current_device()) if self._ascl_backend == "nccl" else torch.device("cpu")
-        items, digest = receive(store, pg, version, dev)
+        items, digest = receive(store, pg, version, device_for(self._ascl_backend))
         self.reload_weights(weights_iterator=iter(items), is_checkpoint_format=True)
         return digest
 

@@ -81,9 +81,8 @@ class RolloutGroup:
         self.last_payload: Any = None      # ObjectRef of the latest synced weights (for replacements)
         self.last_path: Optional[str] = None
         # set by a sync channel without a replayable payload (collective): loads the current weights
-        # into a fresh replacement worker; ``generation`` counts replacements (channels re-join them)
+        # into a fresh replacement worker (``restarts`` tells the channel to re-join the workers)
         self.on_replace: Optional[Any] = None
-        self.generation = 0
         self.restarts = 0
         self.workers = [self._spawn(i) for i in range(rcfg["num_workers"])]
         ray.get([w.ready.remote() for w in self.workers])
@@ -107,7 +106,6 @@ class RolloutGroup:
         elif self.last_path is not None:
             ray.get(w.load_weights_from_path.remote(self.last_path))
         self.workers[k] = w
-        self.generation += 1
 
     def generate(self, rows: list[PromptRow], group_ids: list[int], seed: int) -> list[Rollout]:
         W = len(self.workers)

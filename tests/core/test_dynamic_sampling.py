@@ -1,8 +1,6 @@
 """DAPO dynamic sampling in the driver, around fake rollout/reward parts (unit test of the code
 around the real actors; the real path runs in tests/e2e)."""
 
-from types import SimpleNamespace
-
 from ascl_ray.batch import Rollout
 from ascl_ray.cli import compose
 from ascl_ray.data import synthetic
@@ -44,12 +42,18 @@ def _trainer(monkeypatch, rounds):
     return tr, fake_score
 
 
-def test_refills_with_informative_groups(monkeypatch):
-    tr, fake_score = _trainer(monkeypatch, rounds=2)
+def _first_batch(monkeypatch, rounds):
+    """Run dynamic sampling on the first scored batch: (trainer, its group ids, kept rollouts, stats)."""
+    tr, fake_score = _trainer(monkeypatch, rounds)
     rows, gids = tr.sampler.next_batch()
     ros = tr.rollout.generate(rows, gids, 0)
     fake_score(None, ros)
     out, stats = tr._dynamic_sampling(ros, 0, PhaseTimer())
+    return tr, gids, out, stats
+
+
+def test_refills_with_informative_groups(monkeypatch):
+    tr, _, out, stats = _first_batch(monkeypatch, rounds=2)
     groups = {r.group_id for r in out}
     n = tr.cfg.data.prompts_per_iter
     assert len(out) == n * 4 and len(groups) == n
@@ -58,11 +62,7 @@ def test_refills_with_informative_groups(monkeypatch):
 
 
 def test_pads_with_uniform_groups_when_rounds_run_out(monkeypatch):
-    tr, fake_score = _trainer(monkeypatch, rounds=0)
-    rows, gids = tr.sampler.next_batch()
-    ros = tr.rollout.generate(rows, gids, 0)
-    fake_score(None, ros)
-    out, stats = tr._dynamic_sampling(ros, 0, PhaseTimer())
+    tr, gids, out, stats = _first_batch(monkeypatch, rounds=0)
     n = tr.cfg.data.prompts_per_iter
     odd = sum(g % 2 == 1 for g in gids)          # group ids 0..n-1: the odd ones are informative
     assert len(out) == n * 4 and stats["dynamic_sampling/informative_groups"] == odd / n
