@@ -182,9 +182,22 @@ def test_local_cluster_submit_and_scoped_stop():
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and str(client.get_job_status(f"{tag}-sleeper").value) != "RUNNING":
             time.sleep(0.5)
+        # Ray marks the job RUNNING before the supervisor has spawned the entrypoint (CI saw the gap
+        # on 2 loaded cores), so wait for the sleeper process itself to appear among this cluster's
+        def _sleeper_in(pids):
+            hits = []
+            for p in pids:
+                try:
+                    hits.append("time.sleep(600)" in Path(f"/proc/{p}/cmdline").read_bytes().decode(errors="replace"))
+                except OSError:
+                    pass
+            return any(hits)
+        deadline = time.monotonic() + 60
         ours = local_cluster.cluster_pids(st)
-        assert any("time.sleep(600)" in Path(f"/proc/{p}/cmdline").read_bytes().decode(errors="replace")
-                   for p in ours if Path(f"/proc/{p}/cmdline").exists())
+        while not _sleeper_in(ours) and time.monotonic() < deadline:
+            time.sleep(0.5)
+            ours = local_cluster.cluster_pids(st)
+        assert _sleeper_in(ours), f"the sleeper job's process is not among this cluster's pids {sorted(ours)}"
         by_pids = local_cluster.cluster_pids(by)
         assert not ours & by_pids
 
