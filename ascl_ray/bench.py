@@ -150,7 +150,8 @@ def bench_sync_medium(tiny_path: str, work: str, hidden: int = 512, layers: int 
         R.shutdown()
 
 
-def bench_rollout(model_path: str, n_prompts: int = 32, max_new: int = 64, samples: int = 4) -> list[dict]:
+def bench_rollout(model_path: str, n_prompts: int = 32, max_new: int = 64, samples: int = 4,
+                  reps: int = 9) -> list[dict]:
     """Engine-level (no Ray): tool turn on vs off on the same engine and prompts; vLLM vs HF generate."""
     from transformers import AutoTokenizer
 
@@ -166,7 +167,7 @@ def bench_rollout(model_path: str, n_prompts: int = 32, max_new: int = 64, sampl
     d = to_dict(cfg)
     tok = AutoTokenizer.from_pretrained(model_path)
     rows = [r for r in load_prompts(cfg)[0] if r.prompt_type != "math"][:n_prompts]
-    eng = VLLMEngine(model_path, max_model_len=cfg.rollout.max_model_len)
+    eng = VLLMEngine(model_path, max_model_len=cfg.rollout.max_model_len, block_size=cfg.rollout.block_size)
     with_tool = build_context(d["method"], tokenizer=tok)
     no_tool = build_context({**d["method"], "max_tool_calls": 0}, tokenizer=tok)
     no_tool.protocol = None  # the same prompts; tool calls are not executed (generation just continues)
@@ -175,28 +176,30 @@ def bench_rollout(model_path: str, n_prompts: int = 32, max_new: int = 64, sampl
     run_episodes(eng, with_tool, tok, rows[:4], list(range(4)), scfg)  # warm-up
     ep_rows = [r for r in rows for _ in range(samples)]  # a training-sized batch: G samples per prompt
     gids = [k for k in range(len(rows)) for _ in range(samples)]
-    res = {}
-    variants = (("tool turn, turn by turn (default)", with_tool, False),
-                ("tool turn, continuous batching", with_tool, True), ("no tool turn", no_tool, False))
-    for label, ctx, cont in variants:
-        best = None
-        scfg.continuous = cont
-        for rep in range(3):
+    variants = (("tool turn, continuous batching (default)", with_tool, True),
+                ("tool turn, turn by turn", with_tool, False), ("no tool turn", no_tool, False))
+    tps: dict[str, list[float]] = {v[0]: [] for v in variants}
+    calls: dict[str, list[float]] = {v[0]: [] for v in variants}
+    for rep in range(reps):  # interleaved: each rep runs every variant, so drift hits all alike
+        for k in range(len(variants)):  # rotated start, and a cold prefix cache for every run
+            label, ctx, cont = variants[(rep + k) % len(variants)]
+            scfg.continuous = cont
+            eng.llm.reset_prefix_cache()
             t = time.perf_counter()
             eps = run_episodes(eng, ctx, tok, ep_rows, gids, scfg)
-            dt = time.perf_counter() - t
-            tps = sum(e.n_model_tokens for e in eps) / dt
-            best = tps if best is None else max(best, tps)
-        res[label] = best
-        calls = sum(e.n_calls for e in eps) / len(eps)
-        out.append(_row("rollout (vLLM, tiny)", f"model tokens/s {label}", best, "tok/s",
-                        f"{len(ep_rows)} episodes, {calls:.2f} tool calls/episode"))
-    for label in variants[:2]:
-        out.append(_row("rollout (vLLM, tiny)", f"throughput cost of the {label[0]}",
-                        100 * (1 - res[label[0]] / res["no tool turn"]), "%", "target < 15%"))
+            tps[label].append(sum(e.n_model_tokens for e in eps) / (time.perf_counter() - t))
+            calls[label].append(sum(e.n_calls for e in eps) / len(eps))
+    med = {k: statistics.median(v) for k, v in tps.items()}
+    for label, _, _ in variants:
+        out.append(_row("rollout (vLLM, tiny)", f"model tokens/s {label}", med[label], "tok/s",
+                        f"median of {reps} interleaved runs (range {min(tps[label]):.0f}-{max(tps[label]):.0f}), "
+                        f"{len(ep_rows)} episodes, {statistics.mean(calls[label]):.2f} tool calls/episode"))
+    for label, _, _ in variants[:2]:
+        out.append(_row("rollout (vLLM, tiny)", f"throughput cost of the {label}",
+                        100 * (1 - med[label] / med["no tool turn"]), "%", "target < 15%"))
     out += vllm_vs_hf(eng, model_path, tok, [prompt_ids(tok, r.text, with_tool.system_text) for r in rows], max_new,
                       "rollout (vLLM, tiny)")
-    del eng
+    eng.close()
     return out
 
 
@@ -247,12 +250,12 @@ def bench_vllm_vs_hf_medium(path: str, n_prompts: int = 32, max_new: int = 64) -
     cfg = compose([f"model.path={path}", "model.build_tiny=false"])
     tok = AutoTokenizer.from_pretrained(path)
     rows = load_prompts(cfg)[0][:n_prompts]
-    eng = VLLMEngine(path, max_model_len=cfg.rollout.max_model_len)
+    eng = VLLMEngine(path, max_model_len=cfg.rollout.max_model_len, block_size=cfg.rollout.block_size)
     try:
         return vllm_vs_hf(eng, path, tok, [prompt_ids(tok, r.text, None) for r in rows], max_new,
                           "rollout (vLLM, ~100MB model)")
     finally:
-        del eng
+        eng.close()
 
 def bench_reward() -> list[dict]:
     try:

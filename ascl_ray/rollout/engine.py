@@ -78,7 +78,8 @@ class WeightSyncExtension:
 class VLLMEngine:
     def __init__(self, model_path: str, *, dtype: str = "float32", max_model_len: int = 1024,
                  enforce_eager: bool = True, seed: int = 0, kv_cache_gib: int = 1,
-                 gpu_memory_utilization: float = 0.5, extra: Optional[dict] = None):
+                 gpu_memory_utilization: float = 0.5, block_size: Optional[int] = None,
+                 extra: Optional[dict] = None):
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(kv_cache_gib))
         from vllm import LLM
 
@@ -93,6 +94,8 @@ class VLLMEngine:
                 kwargs["gpu_memory_utilization"] = gpu_memory_utilization
         except Exception:  # pragma: no cover
             pass
+        if block_size:
+            kwargs["block_size"] = int(block_size)
         kwargs.update(extra or {})
         self.llm = LLM(**kwargs)
         self.max_model_len = max_model_len
@@ -135,19 +138,30 @@ class VLLMEngine:
             owner[rid] = i
             eng.add_request(rid, TokensPrompt(prompt_token_ids=list(ids)), self._sampling(p))
 
-        for i, (ids, p) in enumerate(zip(prompts, params)):
-            add(i, ids, p)
-        while eng.has_unfinished_requests():
-            for o in eng.step():
-                if not o.finished:
-                    continue
-                c = o.outputs[0]
-                ids = list(c.token_ids)
-                lps = [float(d[t].logprob) for t, d in zip(ids, c.logprobs)] if c.logprobs else [0.0] * len(ids)
-                i = owner.pop(o.request_id)
-                nxt = on_segment(i, Segment(ids, lps, c.text, c.finish_reason, c.stop_reason))
-                if nxt is not None:
-                    add(i, nxt[0], nxt[1])
+        try:
+            for i, (ids, p) in enumerate(zip(prompts, params)):
+                add(i, ids, p)
+            while eng.has_unfinished_requests():
+                for o in eng.step():
+                    if not o.finished or o.request_id not in owner:
+                        continue
+                    c = o.outputs[0]
+                    ids = list(c.token_ids)
+                    lps = [float(d[t].logprob) for t, d in zip(ids, c.logprobs)] if c.logprobs else [0.0] * len(ids)
+                    i = owner.pop(o.request_id)
+                    nxt = on_segment(i, Segment(ids, lps, c.text, c.finish_reason, c.stop_reason))
+                    if nxt is not None:
+                        add(i, nxt[0], nxt[1])
+        except BaseException:
+            if owner:  # leave no half-finished request behind to surface in the next call
+                eng.abort_request(list(owner))
+            raise
+
+    def close(self) -> None:
+        """Stop the engine-core process now (not at interpreter exit, when logging is already gone)."""
+        core = getattr(getattr(self.llm, "llm_engine", None), "engine_core", None)
+        if core is not None:
+            core.shutdown()
 
     def prompt_logprobs(self, seqs: list[list[int]]) -> list[list[float]]:
         from vllm import SamplingParams, TokensPrompt

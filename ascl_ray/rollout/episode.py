@@ -25,7 +25,7 @@ class SamplingCfg:
     temperature: float = 1.0
     top_p: float = 1.0
     seed: Optional[int] = None     # per-request seeds; None: the engine's own seeded generator
-    continuous: bool = False       # tool continuations join the running batch (engines that support it)
+    continuous: bool = True        # tool continuations join the running batch (engines that support it)
 
 
 def run_episodes(engine: Any, ctx: Any, tok: Any, rows: list[PromptRow], group_ids: list[int],

@@ -39,11 +39,20 @@ def test_groups_switch(group, option, key, value):
     ("data.prompts_per_iter=0", "data.prompts_per_iter"),
     ("rollout.n_samples=abc", "rollout.n_samples"),
     ("learner.num_actors=two", "learner.num_actors"),
+    ("rollout.block_size=20", "rollout.block_size"),
+    ("rollout.block_size=0", "rollout.block_size"),
 ])
 def test_bad_values_name_the_key(override, key):
     with pytest.raises(ConfigError) as e:
         compose([override])
     assert key in str(e.value)
+
+
+def test_rollout_block_size_presets():
+    assert compose([]).rollout.block_size == 32                      # CPU preset
+    assert compose(["rollout=vllm_gpu"]).rollout.block_size is None  # vLLM's own default
+    assert compose(["rollout.block_size=null"]).rollout.block_size is None
+    assert compose([]).rollout.continuous_batching is True
 
 
 def test_unknown_key_and_group_rejected():
