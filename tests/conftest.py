@@ -13,6 +13,24 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def max_model_token_logprob_gap(rollouts, ref_logprobs) -> float:
+    """Largest |reference - rollout| log-prob over the model tokens (loss mask 1) of ``rollouts``;
+    ``ref_logprobs[i][t]`` is log p(token t+1 | tokens <= t) of prompt + response ``i``."""
+    worst = 0.0
+    for r, lp in zip(rollouts, ref_logprobs, strict=True):
+        P = len(r.prompt_ids)
+        for j, (m, rlp) in enumerate(zip(r.loss_mask, r.rollout_logprobs)):
+            if m:
+                worst = max(worst, abs(lp[P - 1 + j] - rlp))
+    return worst
+
+
+@pytest.fixture(scope="session")
+def logprob_gap():
+    """``max_model_token_logprob_gap`` for tests (conftest is not importable as a module)."""
+    return max_model_token_logprob_gap
+
+
 @pytest.fixture(scope="session")
 def tiny_model_path() -> str:
     """The embedded default model (artifacts/tiny-model), built once with the default config;

@@ -99,27 +99,29 @@ class VLLMEngine:
         kwargs.update(extra or {})
         self.llm = LLM(**kwargs)
         self.max_model_len = max_model_len
+        self._n_req = 0  # request ids of generate_continuous, unique over the engine's life
 
     def generate(self, prompts: list[list[int]], params: list[GenParams]) -> list[Segment]:
-        from vllm import SamplingParams, TokensPrompt
+        from vllm import TokensPrompt
 
-        sps = [SamplingParams(max_tokens=p.max_tokens, temperature=p.temperature, top_p=p.top_p, stop=p.stop or None,
-                              include_stop_str_in_output=True, logprobs=0, seed=p.seed, skip_special_tokens=False)
-               for p in params]
-        outs = self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prompts], sps, use_tqdm=False)
-        segs = []
-        for o in outs:
-            c = o.outputs[0]
-            ids = list(c.token_ids)
-            lps = [float(d[t].logprob) for t, d in zip(ids, c.logprobs)] if c.logprobs else [0.0] * len(ids)
-            segs.append(Segment(ids, lps, c.text, c.finish_reason, c.stop_reason))
-        return segs
+        outs = self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prompts],
+                                 [self._sampling(p) for p in params], use_tqdm=False)
+        return [self._segment(o) for o in outs]
 
-    def _sampling(self, p: GenParams) -> Any:
+    @staticmethod
+    def _sampling(p: GenParams) -> Any:
         from vllm import SamplingParams
 
         return SamplingParams(max_tokens=p.max_tokens, temperature=p.temperature, top_p=p.top_p, stop=p.stop or None,
                               include_stop_str_in_output=True, logprobs=0, seed=p.seed, skip_special_tokens=False)
+
+    @staticmethod
+    def _segment(out: Any) -> Segment:
+        """A finished vLLM ``RequestOutput`` as a Segment: the engine's ids and their sampling log-probs."""
+        c = out.outputs[0]
+        ids = list(c.token_ids)
+        lps = [float(d[t].logprob) for t, d in zip(ids, c.logprobs)] if c.logprobs else [0.0] * len(ids)
+        return Segment(ids, lps, c.text, c.finish_reason, c.stop_reason)
 
     def generate_continuous(self, prompts: list[list[int]], params: list[GenParams],
                             on_segment: Callable[[int, Segment], Optional[tuple[list[int], GenParams]]]) -> None:
@@ -129,7 +131,6 @@ class VLLMEngine:
         from vllm import TokensPrompt
 
         eng = self.llm.llm_engine
-        self._n_req = getattr(self, "_n_req", 0)
         owner: dict[str, int] = {}
 
         def add(i: int, ids: list[int], p: GenParams) -> None:
@@ -145,11 +146,8 @@ class VLLMEngine:
                 for o in eng.step():
                     if not o.finished or o.request_id not in owner:
                         continue
-                    c = o.outputs[0]
-                    ids = list(c.token_ids)
-                    lps = [float(d[t].logprob) for t, d in zip(ids, c.logprobs)] if c.logprobs else [0.0] * len(ids)
                     i = owner.pop(o.request_id)
-                    nxt = on_segment(i, Segment(ids, lps, c.text, c.finish_reason, c.stop_reason))
+                    nxt = on_segment(i, self._segment(o))
                     if nxt is not None:
                         add(i, nxt[0], nxt[1])
         except BaseException:

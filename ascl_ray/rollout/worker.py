@@ -31,7 +31,7 @@ class RolloutWorker:
         self.ctx = build_context(method_cfg, tokenizer=self.tok)
         self.engine = make_engine(rcfg["engine"], model_path, dtype=rcfg["dtype"], max_model_len=rcfg["max_model_len"],
                                   enforce_eager=rcfg["enforce_eager"], seed=seed, kv_cache_gib=rcfg["kv_cache_gib"],
-                                  block_size=rcfg.get("block_size"))
+                                  block_size=rcfg["block_size"])
 
     def ready(self) -> bool:
         return True
@@ -50,8 +50,8 @@ class RolloutWorker:
         scfg = SamplingCfg(max_new_tokens=self.rcfg["max_new_tokens"], max_model_len=self.rcfg["max_model_len"],
                            temperature=self.rcfg["temperature"],
                            top_p=self.rcfg["top_p"],
-                           seed=seed if self.rcfg.get("seed_per_request") else None,
-                           continuous=bool(self.rcfg.get("continuous_batching", True)))
+                           seed=seed if self.rcfg["seed_per_request"] else None,
+                           continuous=self.rcfg["continuous_batching"])
         return run_episodes(self.engine, self.ctx, self.tok, all_rows, all_gids, scfg)
 
     def load_weights(self, payload: bytes) -> str:

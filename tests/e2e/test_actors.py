@@ -45,7 +45,7 @@ def test_engine_starts_from_learner_weights(stack):
     assert verify_sync(stack["learners"], stack["rollout"], stack["probes"], 1e-3) < 1e-4
 
 
-def test_rollout_ids_mask_and_logprobs_match_learner(stack):
+def test_rollout_ids_mask_and_logprobs_match_learner(stack, logprob_gap):
     """Tool tokens have mask 0, model tokens mask 1, ids are the engine's, and the learner's
     log-probs of the model tokens match the rollout log-probs."""
     rows = [r for r in stack["rows"] if r.prompt_type == "harmful"][:4] + \
@@ -64,13 +64,7 @@ def test_rollout_ids_mask_and_logprobs_match_learner(stack):
         first_masked = r.loss_mask.index(0)
         assert tok.decode(r.response_ids[:first_masked]).endswith("</tool_call>")
     seqs = [r.prompt_ids + r.response_ids for r in ros]
-    learner_lp = stack["learners"].probe_logprobs(seqs)
-    worst = 0.0
-    for r, lp in zip(ros, learner_lp):
-        P = len(r.prompt_ids)
-        for j, (m, rlp) in enumerate(zip(r.loss_mask, r.rollout_logprobs)):
-            if m:
-                worst = max(worst, abs(lp[P - 1 + j] - rlp))
+    worst = logprob_gap(ros, stack["learners"].probe_logprobs(seqs))
     assert worst < 1e-3, worst
 
 

@@ -43,7 +43,7 @@ def _episodes(setup, continuous: bool, ctx=None):
 
 
 @pytest.mark.parametrize("continuous", [True, False], ids=["continuous", "turn_by_turn"])
-def test_tool_turn_contract_in_both_modes(setup, continuous):
+def test_tool_turn_contract_in_both_modes(setup, continuous, logprob_gap):
     from ascl_ray.rollout.chat import encode_segment
 
     tok, eng = setup["tok"], setup["eng"]
@@ -66,13 +66,7 @@ def test_tool_turn_contract_in_both_modes(setup, continuous):
         assert e.n_model_tokens == sum(e.loss_mask) <= 64
         assert len(e.response_ids) == len(e.loss_mask) == len(e.rollout_logprobs)
     # the rollout log-probs of model tokens are the engine's (prompt log-probs of the whole sequence)
-    ref = eng.prompt_logprobs([e.prompt_ids + e.response_ids for e in called])
-    worst = 0.0
-    for e, lp in zip(called, ref):
-        P = len(e.prompt_ids)
-        for j, (m, rlp) in enumerate(zip(e.loss_mask, e.rollout_logprobs)):
-            if m:
-                worst = max(worst, abs(lp[P - 1 + j] - rlp))
+    worst = logprob_gap(called, eng.prompt_logprobs([e.prompt_ids + e.response_ids for e in called]))
     assert worst < 1e-3, worst
 
 

@@ -185,13 +185,13 @@ def test_local_cluster_submit_and_scoped_stop():
         # Ray marks the job RUNNING before the supervisor has spawned the entrypoint (CI saw the gap
         # on 2 loaded cores), so wait for the sleeper process itself to appear among this cluster's
         def _sleeper_in(pids):
-            hits = []
             for p in pids:
                 try:
-                    hits.append("time.sleep(600)" in Path(f"/proc/{p}/cmdline").read_bytes().decode(errors="replace"))
-                except OSError:
+                    if "time.sleep(600)" in Path(f"/proc/{p}/cmdline").read_bytes().decode(errors="replace"):
+                        return True
+                except OSError:  # the process ended between listing and reading
                     pass
-            return any(hits)
+            return False
         deadline = time.monotonic() + 60
         ours = local_cluster.cluster_pids(st)
         while not _sleeper_in(ours) and time.monotonic() < deadline:
