@@ -76,18 +76,26 @@ def load_prompts(cfg: TrainConfig) -> tuple[list[PromptRow], list[PromptRow]]:
 
 
 def start_ray(cfg: TrainConfig, default_num_cpus: Optional[int] = None) -> bool:
-    """Start local Ray (or join ``cluster.address``) with the runtime env every actor needs, unless
-    Ray is already up. True when this call started it (the caller then shuts it down)."""
+    """Start local Ray (or join ``cluster.address``) unless Ray is already up. True when this call
+    started it (the caller then shuts it down).
+
+    A local Ray gets the actors' environment as its runtime env. Joining an existing cluster (``ray job
+    submit``: ``cluster.address=auto``) passes NO runtime env: the job's runtime env is the user's to set,
+    and Ray refuses to merge a ``ray.init`` env that sets the same variables ("Failed to merge the Job's
+    runtime env"). Actors then set their defaults themselves (``actor_env_defaults``)."""
     import ray
 
     if ray.is_initialized():
         return False
-    env = {"HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"), "TOKENIZERS_PARALLELISM": "false",
-           "VLLM_CPU_KVCACHE_SPACE": str(cfg.rollout.kv_cache_gib)}
-    kw: dict[str, Any] = dict(namespace=cfg.cluster.namespace, include_dashboard=False, runtime_env={"env_vars": env})
+    kw: dict[str, Any] = dict(namespace=cfg.cluster.namespace, include_dashboard=False)
     if cfg.cluster.address:
         kw["address"] = cfg.cluster.address
     else:
+        from ascl_ray.resources import ACTOR_ENV
+
+        env = {**ACTOR_ENV, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"),
+               "VLLM_CPU_KVCACHE_SPACE": str(cfg.rollout.kv_cache_gib)}
+        kw["runtime_env"] = {"env_vars": env}
         kw["num_cpus"] = cfg.cluster.num_cpus or default_num_cpus
     ray.init(**kw)
     return True

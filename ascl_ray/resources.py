@@ -1,8 +1,20 @@
-"""Process memory readings for actors (peak RSS incl. child processes such as vLLM's engine core)."""
+"""What actor processes share: their default environment, and memory readings (peak RSS incl. child
+processes such as vLLM's engine core)."""
 
 from __future__ import annotations
 
 import os
+from typing import Optional
+
+# every actor's environment unless the job or the user set a value: no hub, quiet tokenizers
+ACTOR_ENV = {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def actor_env_defaults(extra: Optional[dict[str, str]] = None) -> None:
+    """Set the environment every actor needs without overriding what the job or user set. Actors call
+    this first: a driver that joins an existing cluster passes no runtime env of its own."""
+    for k, v in {**ACTOR_ENV, **(extra or {})}.items():
+        os.environ.setdefault(k, v)
 
 
 def _vm_hwm_kb(pid: int) -> int:

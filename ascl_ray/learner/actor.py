@@ -26,6 +26,9 @@ def _free_port() -> int:
 class LearnerActor:
     def __init__(self, rank: int, world_size: int, master_addr: str, master_port: int, model_path: str,
                  lcfg: dict, acfg: dict, grad_accum: int, pad_id: int):
+        from ascl_ray.resources import actor_env_defaults
+
+        actor_env_defaults()
         os.environ.update(MASTER_ADDR=master_addr, MASTER_PORT=str(master_port), RANK=str(rank),
                           WORLD_SIZE=str(world_size), LOCAL_RANK="0", OMP_NUM_THREADS="1")
         import torch

@@ -20,7 +20,9 @@ log = logging.getLogger("ascl_ray.rollout")
 @ray.remote
 class RolloutWorker:
     def __init__(self, model_path: str, rcfg: dict, method_cfg: dict, seed: int):
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from ascl_ray.resources import actor_env_defaults
+
+        actor_env_defaults({"VLLM_CPU_KVCACHE_SPACE": str(rcfg["kv_cache_gib"])})
         from transformers import AutoTokenizer
 
         from ascl_ray.rollout.engine import make_engine

@@ -237,3 +237,30 @@ def test_cluster_example_yaml_is_valid():
     assert cfg["file_mounts"]["~/.ray/auth_token"] == "~/.ray/auth_token"
     for pat in (".venv", "artifacts", "*.safetensors", ".git"):
         assert pat in cfg["rsync_exclude"]
+
+
+@pytest.mark.slow
+def test_training_job_through_ray_jobs(tiny_model_path, tmp_path):
+    """The users' main path: `launch.submit` a real 2-iteration training job to a private local cluster.
+    The driver joins the cluster (cluster.address=auto) and must not pass a runtime env that conflicts with
+    the job's (it used to die at ray.init: "Failed to merge the Job's runtime env")."""
+    tag = f"pj{os.getpid()}"
+    temp_dir = f"/tmp/ascl_ray_{tag}"
+    out = tmp_path / "run"
+    try:
+        st = local_cluster.start(tag, temp_dir, num_cpus=2, quiet=True)
+        env = _client_env(RAY_ADDRESS=st["dashboard_url"], RAY_AUTH_TOKEN_PATH=st["token_path"])
+        r = _run(["-m", "launch.submit", "--submission-id", f"{tag}-train", "--wait", "--timeout", "600",
+                  "--py-executable", PY, f"model.path={tiny_model_path}", f"trainer.out_dir={out}",
+                  "trainer.iterations=2", "tracking.progress=false", "data.prompts_per_iter=4", "rollout.n_samples=4"],
+                 env=env, timeout=700)
+        client = submit.connect(st["dashboard_url"], _auth.resolve_token(st["token_path"]))
+        logs = client.get_job_logs(f"{tag}-train")
+        assert r.returncode == 0 and f"job {tag}-train: SUCCEEDED" in r.stdout, (r.stdout + r.stderr)[-3000:] + logs[-3000:]
+        assert "Failed to merge" not in logs
+        lines = (out / "metrics.jsonl").read_text().splitlines()
+        assert [json.loads(x)["step"] for x in lines] == [0, 1]
+        assert (out / "final" / "model.safetensors").exists() and (out / "final" / "config.json").exists()
+        assert (out / "summary.json").exists()
+    finally:
+        local_cluster.stop(temp_dir=temp_dir, quiet=True, purge=True)
