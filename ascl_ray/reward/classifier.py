@@ -8,14 +8,14 @@ pooling over the attention mask, L2 normalisation (the model's own pooling confi
 overrides the folder.
 
 Features (``FeatureSpec``, concatenated): the MiniLM embedding of the first ``max_length`` tokens (default 64),
-hashed word uni+bi-gram counts (``bow_dim`` buckets, default 2**14, log(1+tf), L2-normalised) and a refusal
-flag (``detect_refusal``). The bag-of-n-grams block is there because MiniLM alone is weak on GPTFuzz
+hashed word uni+bi-gram counts (``bow_dim`` buckets, default 2**14, log(1+tf), L2-normalised), a refusal
+flag (``detect_refusal``) and, with ``pattern_flags``, the refusal detector's 9 pattern signals
+(``refusal.PATTERN_FEATURES``). The bag-of-n-grams block is there because MiniLM alone is weak on GPTFuzz
 (held-out F1 ~0.72 with a linear head: the harmful part of a "dual persona" jailbreak answer comes after a
 refusal, beyond the token budget); the combination reaches F1 ~0.90 (figures in the reward report).
 
-Head: ``sigmoid(w . x + b)``, trained full-batch (L-BFGS, L2 penalty chosen on a held-out slice,
-class-balanced loss) in torch; the decision threshold maximises F1 on that held-out slice of the training file
-(question-disjoint when a group column is given). Saved in ``DIR`` as ``head.safetensors`` (``weight`` [F],
+Head: ``sigmoid(w . x + b)``, trained full-batch in torch (``train_classifier.train_head``: one file, L2 and
+F1-best threshold on a held-out slice; ``heads.train_mix``: a mix of sources, source-balanced). Saved in ``DIR`` as ``head.safetensors`` (``weight`` [F],
 ``bias`` [1]) and ``config.json`` (``features`` = the FeatureSpec, ``threshold``, training figures).
 
 ``input_mode``: ``response`` (the response alone) or ``prompt_response`` (``"User: {p}\nAssistant: {r}"``).
@@ -47,7 +47,6 @@ __all__ = [
     "Features",
     "encode_cached",
     "format_input",
-    "train_head",
     "save_head",
     "load_head",
     "INPUT_MODES",
@@ -193,9 +192,13 @@ class FeatureSpec:
     bow_dim: int = 2**14  # hashed uni+bi-gram buckets; 0 disables
     refusal_flag: bool = True  # 1 feature: detect_refusal(response)
     input_mode: str = "response"
+    pattern_flags: bool = False  # refusal.PATTERN_FEATURES (9 0/1 pattern signals of the response)
 
     def n_features(self, emb_dim: int = 384) -> int:
-        return (emb_dim if self.minilm else 0) + self.bow_dim + (1 if self.refusal_flag else 0)
+        from ascl_ray.reward.refusal import PATTERN_FEATURES
+
+        return ((emb_dim if self.minilm else 0) + self.bow_dim + (1 if self.refusal_flag else 0)
+                + (len(PATTERN_FEATURES) if self.pattern_flags else 0))
 
 
 class Features:
@@ -266,6 +269,16 @@ def build_features(spec: FeatureSpec, prompts: Sequence[str], responses: Sequenc
                 cols.append(off)
                 vals.append(1.0)
         off += 1
+    if spec.pattern_flags:
+        from ascl_ray.reward.refusal import PATTERN_FEATURES, pattern_features
+
+        for i, r in enumerate(responses):
+            for j, v in enumerate(pattern_features(r)):
+                if v:
+                    rows.append(i)
+                    cols.append(off + j)
+                    vals.append(float(v))
+        off += len(PATTERN_FEATURES)
     return Features(n, off, dense, torch.tensor(rows, dtype=torch.long), torch.tensor(cols, dtype=torch.long),
                     torch.tensor(vals, dtype=torch.float32))
 
@@ -294,83 +307,6 @@ class HarmHead:
 
 def _matvec(x: Any, w: Any) -> Any:
     return x.matvec(w) if isinstance(x, Features) else x @ w
-
-
-def _f1_best_threshold(p: Any, y: Any) -> tuple[float, float]:
-    best_t, best_f1 = 0.5, -1.0
-    for k in range(5, 96):
-        t = k / 100
-        pred = p >= t
-        tp = float((pred & (y == 1)).sum())
-        fp = float((pred & (y == 0)).sum())
-        fn = float((~pred & (y == 1)).sum())
-        f1 = 2 * tp / max(1.0, 2 * tp + fp + fn)
-        if f1 > best_f1 + 1e-9:
-            best_t, best_f1 = t, f1
-    return best_t, best_f1
-
-
-def _fit_logreg(x: Any, y: Any, l2: float, steps: int = 150) -> tuple[Any, Any]:
-    import torch
-
-    torch.manual_seed(0)
-    w = torch.zeros(x.shape[1], requires_grad=True)
-    b = torch.zeros(1, requires_grad=True)
-    pos = float(y.sum())
-    neg = float(len(y) - pos)
-    pw = torch.tensor(neg / max(pos, 1.0))  # class-balanced
-    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=steps, line_search_fn="strong_wolfe")
-
-    def closure():
-        opt.zero_grad()
-        logits = _matvec(x, w) + b
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, y.float(), pos_weight=pw)
-        loss = loss + l2 * (w * w).sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    return w.detach().clone(), b.detach().clone()
-
-
-def _rows(x: Any, mask: Any) -> Any:
-    return x.select(mask) if isinstance(x, Features) else x[mask]
-
-
-def train_head(feats: Any, labels: Sequence[int], groups: Optional[Sequence[Any]] = None,
-               l2_grid: Sequence[float] = (1e-5, 1e-4), val_frac: float = 0.2,
-               spec: Optional[FeatureSpec] = None, seed: int = 0) -> HarmHead:
-    """Fit the logistic head on ``feats`` (dense or sparse ``[N, F]``); pick the L2 strength and the F1-best
-    threshold on a held-out slice (question-disjoint when ``groups`` is given), then refit on all rows."""
-    import random
-
-    import torch
-
-    y = torch.tensor([int(v) for v in labels])
-    n = len(y)
-    rng = random.Random(seed)
-    if groups is not None:
-        uniq = sorted(set(groups), key=str)
-        rng.shuffle(uniq)
-        val_groups = set(uniq[: max(1, int(round(len(uniq) * val_frac)))])
-        val_mask = torch.tensor([g in val_groups for g in groups])
-    else:
-        idx = list(range(n))
-        rng.shuffle(idx)
-        val_mask = torch.zeros(n, dtype=torch.bool)
-        val_mask[idx[: max(1, int(n * val_frac))]] = True
-    xtr, xval = _rows(feats, ~val_mask), _rows(feats, val_mask)
-    best = None
-    for lam in l2_grid:
-        w, b = _fit_logreg(xtr, y[~val_mask], lam)
-        p = torch.sigmoid(_matvec(xval, w) + b)
-        t, f1 = _f1_best_threshold(p, y[val_mask])
-        if best is None or f1 > best[2]:
-            best = (lam, t, f1)
-    lam, thr, val_f1 = best
-    w, b = _fit_logreg(feats, y, lam)
-    return HarmHead(w, b, float(thr), spec or FeatureSpec(),
-                    meta={"l2": lam, "val_f1": round(val_f1, 4), "n_train": n, "n_pos": int(y.sum())})
 
 
 def save_head(head: HarmHead, out_dir: str) -> None:

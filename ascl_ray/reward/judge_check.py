@@ -1,8 +1,15 @@
-"""Agreement of a safety judge with human labels.
+"""Agreement of one or more safety judges with human labels, side by side.
 
-    python -m ascl_ray.reward.judge_check --judge refusal|classifier --data FILE \\
+    python -m ascl_ray.reward.judge_check --judge refusal,refusal_robust,classifier --data FILE \\
         --prompt-col C --response-col C --label-col C [--positive-label V ...] [--limit N] \\
-        [--prompt-lookup FILE[:KEY:TEXT]] [--target unsafe|refusal] [--model-dir DIR]
+        [--prompt-lookup FILE[:KEY:TEXT]] [--target unsafe|refusal] [--model-dir DIR] \\
+        [--option KEY=JSON] [--option JUDGE.KEY=JSON]
+
+Options: ``--model-dir`` and ``--option KEY=V`` go to every listed judge that takes that option;
+``--option JUDGE.KEY=V`` to that judge only. An option no listed judge takes (or that the named judge does not
+take), an unknown judge or a judge that cannot be built is a one-line error (exit 2), e.g.
+``judge_check: error: judge 'refusal' does not take option 'model_dir' (from --model-dir); its options:
+compliance_safe``.
 
 Reads CSV or JSONL. The judge's prediction is compared with the binary label:
   ``--target unsafe`` (default): positive = the response is harmful/unsafe (judge ``safe`` is False);
@@ -18,7 +25,7 @@ import json
 import sys
 from typing import Any, Optional, Sequence
 
-__all__ = ["binary_metrics", "format_metrics", "run_check", "main"]
+__all__ = ["binary_metrics", "format_metrics", "format_rows", "run_check", "judge_option_sets", "main"]
 
 
 def binary_metrics(pred: Sequence[Any], gold: Sequence[Any]) -> dict:
@@ -75,9 +82,54 @@ def run_check(judge: Any, prompts: list[str], responses: list[str], labels: list
     return binary_metrics(pred, labels)
 
 
+def format_rows(results: list[tuple[str, dict]]) -> str:
+    """One row per judge: ``judge  n  accuracy  precision  recall  f1  tp  fp  fn  tn``."""
+    w = max([5] + [len(n) for n, _ in results])
+    lines = [f"{'judge':{w}s} {'n':>6s} {'accuracy':>9s} {'precision':>9s} {'recall':>7s} {'f1':>7s} "
+             f"{'tp':>6s} {'fp':>6s} {'fn':>6s} {'tn':>6s}"]
+    for name, m in results:
+        lines.append(f"{name:{w}s} {m['n']:6d} {m['accuracy']:9.4f} {m['precision']:9.4f} {m['recall']:7.4f} "
+                     f"{m['f1']:7.4f} {m['tp']:6d} {m['fp']:6d} {m['fn']:6d} {m['tn']:6d}")
+    return "\n".join(lines)
+
+
+def judge_option_sets(judges: list[str], common: dict[str, tuple[Any, str]],
+                      targeted: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Options of each judge. ``common``: ``{key: (value, flag)}`` for every judge that takes ``key``
+    (``JudgeOptionError`` if none does); ``targeted``: ``{judge: {key: value}}`` (error if it does not take it)."""
+    from ascl_ray.reward.judge_base import JudgeOptionError, check_options, judge_options
+
+    out: dict[str, dict[str, Any]] = {j: {} for j in judges}
+    for j in targeted:
+        if j not in out:
+            raise JudgeOptionError(f"--option {j}.{next(iter(targeted[j]))}: judge {j!r} is not in --judge {','.join(judges)}")
+    known = {j: judge_options(j) for j in judges}  # KeyError for an unknown judge
+    for k, (v, flag) in common.items():
+        takers = [j for j in judges if known[j] is None or k in known[j]]
+        if not takers:
+            j = judges[0]
+            raise JudgeOptionError(f"judge {j!r} does not take option {k!r} (from {flag}); its options: "
+                                   f"{', '.join(known[j] or []) or '(none)'}" if len(judges) == 1 else
+                                   f"no judge of {','.join(judges)} takes option {k!r} (from {flag})")
+        for j in takers:
+            out[j][k] = v
+    for j, kv in targeted.items():
+        check_options(j, kv)
+        out[j].update(kv)
+    return out
+
+
+def _parse_value(v: str) -> Any:
+    try:
+        return json.loads(v)
+    except json.JSONDecodeError:
+        return v
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m ascl_ray.reward.judge_check", description=__doc__.split("\n")[0])
-    ap.add_argument("--judge", required=True, help="registered judge name (refusal, classifier, ...)")
+    ap.add_argument("--judge", required=True, action="append",
+                    help="registered judge name(s), comma-separated or repeated (refusal,classifier,...)")
     ap.add_argument("--data", required=True, help="CSV or JSONL file")
     ap.add_argument("--prompt-col", default=None, help="prompt column (optional)")
     ap.add_argument("--response-col", required=True)
@@ -87,13 +139,39 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--prompt-lookup", default=None, help="FILE[:KEY_COL:TEXT_COL] mapping prompt ids to text")
     ap.add_argument("--target", choices=("unsafe", "refusal"), default="unsafe")
-    ap.add_argument("--model-dir", default=None, help="classifier judge: trained head folder")
-    ap.add_argument("--option", action="append", default=[], help="extra judge option KEY=JSON_VALUE")
+    ap.add_argument("--model-dir", default=None, help="head folder, for the judges that take model_dir")
+    ap.add_argument("--option", action="append", default=[],
+                    help="judge option KEY=JSON_VALUE (every judge taking it) or JUDGE.KEY=JSON_VALUE")
     args = ap.parse_args(argv)
 
     from ascl_ray.reward.data_io import lookup_prompts, read_table, require_columns, to_binary_labels
     from ascl_ray.reward.judges import get_judge
 
+    def fail(msg: str) -> int:
+        print(f"judge_check: error: {msg}", file=sys.stderr)
+        return 2
+
+    names = [n.strip() for j in args.judge for n in j.split(",") if n.strip()]
+    common: dict[str, tuple[Any, str]] = {}
+    targeted: dict[str, dict[str, Any]] = {}
+    for kv in args.option:
+        k, sep, v = kv.partition("=")
+        if not sep or not k:
+            return fail(f"--option {kv!r}: expected KEY=VALUE or JUDGE.KEY=VALUE")
+        if "." in k:
+            j, _, k = k.partition(".")
+            targeted.setdefault(j, {})[k] = _parse_value(v)
+        else:
+            common[k] = (_parse_value(v), f"--option {kv}")
+    if args.model_dir:
+        common["model_dir"] = (args.model_dir, "--model-dir")
+    try:
+        opts = judge_option_sets(names, common, targeted)
+        judges = [(n, get_judge(n, **opts[n])) for n in names]
+    except KeyError as e:
+        return fail(str(e.args[0]) if e.args else str(e))
+    except (ValueError, FileNotFoundError) as e:
+        return fail(str(e).splitlines()[0])
     try:
         rows = read_table(args.data, args.limit)
         require_columns(rows, [args.prompt_col, args.response_col, args.label_col], args.data)
@@ -103,21 +181,14 @@ def main(argv: Optional[list[str]] = None) -> int:
         responses = ["" if r[args.response_col] is None else str(r[args.response_col]) for r in rows]
         labels = to_binary_labels([r[args.label_col] for r in rows], args.positive_label, args.label_col)
     except (FileNotFoundError, KeyError, ValueError) as e:
-        print(f"judge_check: error: {e}", file=sys.stderr)
-        return 2
-    opts: dict[str, Any] = {}
-    for kv in args.option:
-        k, _, v = kv.partition("=")
-        try:
-            opts[k] = json.loads(v)
-        except json.JSONDecodeError:
-            opts[k] = v
-    if args.model_dir:
-        opts["model_dir"] = args.model_dir
-    judge = get_judge(args.judge, **opts)
-    m = run_check(judge, prompts, responses, labels, args.target)
-    print(format_metrics(m, f"judge={args.judge} target={args.target} data={args.data}"))
-    print(json.dumps({"judge": args.judge, "target": args.target, **m}))
+        return fail(str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e))
+    results = [(n, run_check(j, prompts, responses, labels, args.target)) for n, j in judges]
+    print(f"target={args.target} data={args.data}")
+    print(format_rows(results))
+    if len(results) == 1:
+        print(format_metrics(results[0][1]))
+    for n, m in results:
+        print(json.dumps({"judge": n, "target": args.target, **m}))
     return 0
 
 

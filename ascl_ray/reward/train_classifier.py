@@ -24,7 +24,86 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-__all__ = ["train_classifier", "evaluate_head", "load_labelled", "main"]
+from ascl_ray.reward.classifier import Features, FeatureSpec, HarmHead, _matvec
+
+__all__ = ["train_classifier", "train_head", "evaluate_head", "load_labelled", "main"]
+
+
+def _f1_best_threshold(p: Any, y: Any) -> tuple[float, float]:
+    best_t, best_f1 = 0.5, -1.0
+    for k in range(5, 96):
+        t = k / 100
+        pred = p >= t
+        tp = float((pred & (y == 1)).sum())
+        fp = float((pred & (y == 0)).sum())
+        fn = float((~pred & (y == 1)).sum())
+        f1 = 2 * tp / max(1.0, 2 * tp + fp + fn)
+        if f1 > best_f1 + 1e-9:
+            best_t, best_f1 = t, f1
+    return best_t, best_f1
+
+
+def _fit_logreg(x: Any, y: Any, l2: float, steps: int = 150) -> tuple[Any, Any]:
+    import torch
+
+    torch.manual_seed(0)
+    w = torch.zeros(x.shape[1], requires_grad=True)
+    b = torch.zeros(1, requires_grad=True)
+    pos = float(y.sum())
+    neg = float(len(y) - pos)
+    pw = torch.tensor(neg / max(pos, 1.0))  # class-balanced
+    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=steps, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        logits = _matvec(x, w) + b
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, y.float(), pos_weight=pw)
+        loss = loss + l2 * (w * w).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return w.detach().clone(), b.detach().clone()
+
+
+def _rows(x: Any, mask: Any) -> Any:
+    return x.select(mask) if isinstance(x, Features) else x[mask]
+
+
+def train_head(feats: Any, labels: Sequence[int], groups: Optional[Sequence[Any]] = None,
+               l2_grid: Sequence[float] = (1e-5, 1e-4), val_frac: float = 0.2,
+               spec: Optional[FeatureSpec] = None, seed: int = 0) -> HarmHead:
+    """Fit the logistic head on ``feats`` (dense or sparse ``[N, F]``); pick the L2 strength and the F1-best
+    threshold on a held-out slice (question-disjoint when ``groups`` is given), then refit on all rows."""
+    import random
+
+    import torch
+
+    y = torch.tensor([int(v) for v in labels])
+    n = len(y)
+    rng = random.Random(seed)
+    if groups is not None:
+        uniq = sorted(set(groups), key=str)
+        rng.shuffle(uniq)
+        val_groups = set(uniq[: max(1, int(round(len(uniq) * val_frac)))])
+        val_mask = torch.tensor([g in val_groups for g in groups])
+    else:
+        idx = list(range(n))
+        rng.shuffle(idx)
+        val_mask = torch.zeros(n, dtype=torch.bool)
+        val_mask[idx[: max(1, int(n * val_frac))]] = True
+    xtr, xval = _rows(feats, ~val_mask), _rows(feats, val_mask)
+    best = None
+    for lam in l2_grid:
+        w, b = _fit_logreg(xtr, y[~val_mask], lam)
+        p = torch.sigmoid(_matvec(xval, w) + b)
+        t, f1 = _f1_best_threshold(p, y[val_mask])
+        if best is None or f1 > best[2]:
+            best = (lam, t, f1)
+    lam, thr, val_f1 = best
+    w, b = _fit_logreg(feats, y, lam)
+    return HarmHead(w, b, float(thr), spec or FeatureSpec(),
+                    meta={"l2": lam, "val_f1": round(val_f1, 4), "n_train": n, "n_pos": int(y.sum())})
 
 
 def load_labelled(path: str, text_col: str, label_col: str, prompt_col: Optional[str] = None,
@@ -48,7 +127,7 @@ def train_classifier(prompts: list[str], responses: list[str], labels: list[int]
                      refusal_flag: bool = True, cache_dir: Optional[str] = None, encoder: Any = None,
                      log=print):
     """Returns ``(head, encoder, report)``."""
-    from ascl_ray.reward.classifier import FeatureSpec, MiniLMEncoder, build_features, train_head
+    from ascl_ray.reward.classifier import MiniLMEncoder, build_features
 
     modes = ["response", "prompt_response"] if input_mode == "auto" else [input_mode]
     if input_mode == "auto" and not any(p for p in prompts):

@@ -13,6 +13,8 @@ for name in ("verify_math", "detect_refusal", "score_rollout", "get_judge", "reg
 import ascl_ray.reward.math, ascl_ray.reward.refusal, ascl_ray.reward.judges, ascl_ray.reward.scoring
 import ascl_ray.reward.judge_check, ascl_ray.reward.classifier, ascl_ray.reward.train_classifier
 import ascl_ray.reward.data_io, ascl_ray.reward.testing, ascl_ray.reward.config
+import ascl_ray.reward.judge_base, ascl_ray.reward.guard, ascl_ray.reward.guard_engine, ascl_ray.reward.heads
+import ascl_ray.reward.sources, ascl_ray.reward.judge_study
 bad = [m for m in ("ray", "vllm", "deepspeed") if m in sys.modules]
 assert not bad, bad
 assert "torch" not in sys.modules, "torch is imported lazily"

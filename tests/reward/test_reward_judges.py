@@ -250,7 +250,7 @@ def test_train_classifier_cli_errors(tmp_path, data_dir):
     out = _run(["-m", "ascl_ray.reward.train_classifier", "--data", str(data_dir / "gptfuzz" / "responses_labeled_train.csv"),
                 "--text-col", "Response", "--label-col", "lbl", "--out", str(tmp_path / "o")])
     assert out.returncode == 2 and "'lbl'" in out.stderr
-    with pytest.raises(ValueError, match="model_dir"):
-        get_judge("classifier")
+    with pytest.raises(ValueError, match="'modeldir'"):  # a misspelt option: named, before anything loads
+        get_judge("classifier", modeldir=str(tmp_path))
     with pytest.raises(FileNotFoundError, match="head.safetensors"):
         get_judge("classifier", model_dir=str(tmp_path))
