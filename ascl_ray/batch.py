@@ -13,7 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-PROMPT_TYPES = ("harmful", "benign_sensitive", "math")
+# gray_zone [ours]: a request whose verdict (comply / refuse) is the deployment's current operator
+# policy, drawn per episode by the environment and stated only in the rule tool's answer
+PROMPT_TYPES = ("harmful", "benign_sensitive", "math", "gray_zone")
 
 
 @dataclass
@@ -25,8 +27,11 @@ class PromptRow:
     prompt_type: one of PROMPT_TYPES; selects the reward rule
     reference:   math: the reference answer (GSM8K ``... #### 72`` or a MATH answer); else None
     math_kind:   ``gsm8k`` | ``math`` for math rows, else None
-    category:    optional safety category (ties into the rule store), else None
+    category:    optional safety category (ties into the rule store), else None; a gray_zone row names
+                 its operator-set category (whose current policy decides the verdict)
     source:      dataset name, for per-source metrics
+    needs_rules: ground truth: only an answer that read the rule tool can be right every time
+                 (default: True for gray_zone rows, else False)
     """
 
     prompt_id: str
@@ -36,8 +41,14 @@ class PromptRow:
     math_kind: Optional[str] = None
     category: Optional[str] = None
     source: str = "synthetic"
+    needs_rules: Optional[bool] = None
 
     def __post_init__(self) -> None:
+        if self.needs_rules is None:
+            self.needs_rules = self.prompt_type == "gray_zone"
+        if self.prompt_type == "gray_zone" and not self.category:
+            raise ValueError(f"PromptRow {self.prompt_id!r}: gray_zone row needs field 'category' "
+                             "(its operator-set category)")
         if self.prompt_type not in PROMPT_TYPES:
             raise ValueError(
                 f"PromptRow {self.prompt_id!r}: prompt_type={self.prompt_type!r}, expected one of {PROMPT_TYPES}"
@@ -61,6 +72,7 @@ class Rollout:
     final_text:       decoded model text after the last tool turn (what the judge scores)
     full_text:        decoded response including tool turns (for logs only)
     consulted/n_calls/categories/malformed_call/truncated: tool metadata (methods.md section 2)
+    policy:           the episode's operator policy {category: comply|refuse} (drawn by the environment)
     reward / reward_info: set by the reward pool (reward_info['valid'] False when a scorer failed)
     advantage:        set by the advantage estimator (sequence-level, broadcast over model tokens)
     """
@@ -78,6 +90,7 @@ class Rollout:
     categories: list[str] = field(default_factory=list)
     malformed_call: bool = False
     truncated: bool = False
+    policy: dict[str, str] = field(default_factory=dict)
     reward: Optional[float] = None
     reward_info: dict[str, Any] = field(default_factory=dict)
     advantage: Optional[float] = None
@@ -93,6 +106,13 @@ class Rollout:
     @property
     def n_model_tokens(self) -> int:
         return int(sum(self.loss_mask))
+
+    @property
+    def expected_verdict(self) -> Optional[str]:
+        """gray_zone: the verdict the episode's operator policy sets for the row's category, else None."""
+        if self.prompt.prompt_type != "gray_zone":
+            return None
+        return self.policy.get(self.prompt.category or "")
 
 
 @dataclass

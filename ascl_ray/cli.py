@@ -1,6 +1,8 @@
 """``ascl-ray`` command line.
 
     ascl-ray train [hydra overrides...]      e.g. ascl-ray train algorithm=grpo rollout.n_samples=4
+    ascl-ray train -m key=a,b key2=x,y ...   multirun: every combination, one run after another (ascl_ray.sweep)
+    ascl-ray compare DIR... [--out DIR]      table + curves of runs or sweep folders (ascl_ray.compare)
     ascl-ray build-tiny --out DIR            build the embedded tiny default model
     ascl-ray show-config [overrides...]      print the composed, validated config
     ascl-ray eval [overrides...]             benchmark suites -> report.md/json/png (ascl_ray.eval.harness)
@@ -84,6 +86,10 @@ def main(argv: Optional[list[str]] = None) -> int:
             if "--help" in rest or "-h" in rest:
                 print(_help())
                 return 0
+            if "-m" in rest or "--multirun" in rest:
+                from ascl_ray.sweep import run_sweep
+
+                return 1 if run_sweep([a for a in rest if a not in ("-m", "--multirun")]) else 0
             cfg = compose(rest)
             from ascl_ray.driver import train
 
@@ -103,7 +109,8 @@ def main(argv: Optional[list[str]] = None) -> int:
 
             build_main(rest)
             return 0
-        sub = {"eval": "ascl_ray.eval.harness", "cada-chains": "ascl_ray.cada", "sft": "ascl_ray.learner.sft_run"}
+        sub = {"eval": "ascl_ray.eval.harness", "cada-chains": "ascl_ray.cada", "sft": "ascl_ray.learner.sft_run",
+               "compare": "ascl_ray.compare"}
         if cmd in sub:
             import importlib
 

@@ -25,7 +25,7 @@ class ModelCfg:
     name: str = "tiny"
     path: str = "artifacts/tiny-model"     # local HF folder (or hub name on clusters)
     build_tiny: bool = True                 # build the embedded tiny model at `path` if missing
-    tiny_sft_steps: int = 300
+    tiny_sft_steps: int = 400
     tiny_sft_noise: float = 0.3
     prompt_style: str = "full"              # full | short (context-cheap system prompts for tiny models)
 
@@ -39,7 +39,10 @@ class RolloutCfg:
     n_samples: int = 8                      # G: samples per prompt (group size)
     temperature: float = 1.0
     top_p: float = 1.0
-    max_new_tokens: int = 96                # model-generated tokens per episode (tool turns excluded)
+    max_new_tokens: int = 96                # response tokens per episode (tool turns count iff budget_includes_tool)
+    # [ours; verl's response_length convention] tool turns count against max_new_tokens: the rules a call
+    # brings in eat the budget the answer has left (what an unneeded consultation costs in real use)
+    budget_includes_tool: bool = True
     max_model_len: int = 512
     dtype: str = "float32"
     enforce_eager: bool = True
@@ -101,6 +104,10 @@ class MethodCfg:
     context_at_train: bool = True           # cada: spec in context during training
     context_at_eval: bool = True            # cada: spec in context at eval
     system_prompt: Optional[str] = None     # override the rendered system prompt
+    # [ours] operator-set categories (spec `policy:`): the deployment's current verdict per episode.
+    # episode: drawn uniformly per episode (training, the gray-zone task); fixed: spec defaults + `policy`
+    policy_draw: str = "episode"
+    policy: dict[str, str] = field(default_factory=dict)   # fixed verdicts {category: comply|refuse}
     prompt_style: str = "${model.prompt_style}"
 
 
@@ -112,7 +119,7 @@ from ascl_ray.reward.config import RewardPoolConfig as RewardCfg  # noqa: E402
 class DataCfg:
     source: str = "synthetic"               # synthetic | jsonl
     path: Optional[str] = None              # jsonl of PromptRow fields when source=jsonl
-    prompts_per_iter: int = 9
+    prompts_per_iter: int = 16
     eval_frac: float = 0.2
     n_math: int = 60
 
@@ -126,7 +133,7 @@ class ClusterCfg:
 
 @dataclass
 class TrainerCfg:
-    iterations: int = 20
+    iterations: int = 40
     seed: int = 0
     out_dir: str = "runs/default"
     save_every: int = 0                     # 0: only the final checkpoint
@@ -195,6 +202,10 @@ class TrainConfig:
         _check(m.protocol in ("hermes", "plain_tags"), "method.protocol", f"unknown protocol {m.protocol!r}")
         _check(m.retriever in ("whole_spec", "by_category", "bm25"), "method.retriever", f"unknown retriever {m.retriever!r}")
         _check(m.prompt_style in ("full", "short"), "model.prompt_style", f"must be full or short, got {m.prompt_style!r}")
+        _check(m.policy_draw in ("episode", "fixed"), "method.policy_draw",
+               f"must be episode or fixed, got {m.policy_draw!r}")
+        bad = {k: v for k, v in m.policy.items() if v not in ("comply", "refuse")}
+        _check(not bad, "method.policy", f"verdicts must be comply or refuse, got {bad}")
         _check(m.max_tool_calls >= 0, "method.max_tool_calls", f"must be >= 0, got {m.max_tool_calls}")
         _check(d.source in ("synthetic", "jsonl"), "data.source", f"must be synthetic or jsonl, got {d.source!r}")
         _check(d.source != "jsonl" or bool(d.path), "data.path", "required when data.source=jsonl")

@@ -135,25 +135,49 @@ def ensure_model(cfg: TrainConfig) -> str:
     raise FileNotFoundError(f"model.path: no model folder at {path!r} (config.json missing)")
 
 
+def _mean(xs: list[float]) -> float:
+    return sum(xs) / len(xs)
+
+
 def group_metrics(rollouts: list[Rollout]) -> dict[str, float]:
+    """Per-iteration rollout metrics. Consultation first: overall, per prompt type, on needs-rules vs
+    no-rules prompts and their difference (``consultation/targeting_gap``); reward and advantage per
+    mode (consult / direct) overall and per prompt type; malformed calls as a share of calls."""
     out: dict[str, float] = {}
     n = len(rollouts)
-    out["reward/mean"] = sum(r.reward for r in rollouts) / n
-    out["consultation/rate"] = sum(r.consulted for r in rollouts) / n
+    out["reward/mean"] = _mean([r.reward for r in rollouts])
+    out["consultation/rate"] = _mean([r.consulted for r in rollouts])
+    for flag, name in ((True, "needs_rules"), (False, "no_rules")):
+        sub = [r for r in rollouts if bool(r.prompt.needs_rules) == flag]
+        if sub:
+            out[f"consultation/{name}"] = _mean([r.consulted for r in sub])
+            out[f"reward/{name}"] = _mean([r.reward for r in sub])
+    if "consultation/needs_rules" in out and "consultation/no_rules" in out:
+        out["consultation/targeting_gap"] = out["consultation/needs_rules"] - out["consultation/no_rules"]
+    modes = ((True, "consult"), (False, "direct"))
     for t in PROMPT_TYPES:
         sub = [r for r in rollouts if r.prompt.prompt_type == t]
-        if sub:
-            out[f"reward/{t}"] = sum(r.reward for r in sub) / len(sub)
-            out[f"consultation/{t}"] = sum(r.consulted for r in sub) / len(sub)
-    for mode, name in ((True, "consult"), (False, "direct")):
+        if not sub:
+            continue
+        out[f"reward/{t}"] = _mean([r.reward for r in sub])
+        out[f"consultation/{t}"] = _mean([r.consulted for r in sub])
+        for mode, name in modes:
+            part = [r for r in sub if r.consulted == mode]
+            if part:
+                out[f"reward/by_mode/{t}/{name}"] = _mean([r.reward for r in part])
+                if all(r.advantage is not None for r in part):
+                    out[f"advantage/by_mode/{t}/{name}"] = _mean([r.advantage for r in part])
+    for mode, name in modes:
         sub = [r for r in rollouts if r.consulted == mode]
         if sub:
-            out[f"reward/by_mode/{name}"] = sum(r.reward for r in sub) / len(sub)
-    out["rollout/response_tokens"] = sum(len(r.response_ids) for r in rollouts) / n
-    out["rollout/model_tokens"] = sum(r.n_model_tokens for r in rollouts) / n
+            out[f"reward/by_mode/{name}"] = _mean([r.reward for r in sub])
+    calls = sum(r.n_calls for r in rollouts)
+    out["rollout/malformed_call_rate"] = sum(r.malformed_call for r in rollouts) / calls if calls else 0.0
+    out["rollout/response_tokens"] = _mean([len(r.response_ids) for r in rollouts])
+    out["rollout/model_tokens"] = _mean([r.n_model_tokens for r in rollouts])
     out["rollout/tool_calls"] = sum(r.n_calls for r in rollouts) / n
-    out["rollout/truncated_rate"] = sum(r.truncated for r in rollouts) / n
-    out["rollout/malformed_rate"] = sum(r.malformed_call for r in rollouts) / n
+    out["rollout/truncated_rate"] = _mean([r.truncated for r in rollouts])
+    out["rollout/malformed_rate"] = _mean([r.malformed_call for r in rollouts])
     out["reward/invalid"] = float(sum(not r.reward_info.get("valid", True) for r in rollouts))
     return out
 
@@ -161,7 +185,7 @@ def group_metrics(rollouts: list[Rollout]) -> dict[str, float]:
 def score(pool: Any, rollouts: list[Rollout]) -> None:
     items = [{"prompt_text": r.prompt.text, "prompt_type": r.prompt.prompt_type, "final_text": r.final_text,
               "reference": r.prompt.reference, "math_kind": r.prompt.math_kind, "malformed_call": r.malformed_call,
-              "consulted": r.consulted} for r in rollouts]
+              "consulted": r.consulted, "expected": r.expected_verdict} for r in rollouts]
     for r, res in zip(rollouts, pool.score(items)):
         r.reward = float(res["reward"])
         r.reward_info = {"valid": bool(res.get("valid", True)), **(res.get("info") or {})}
@@ -187,8 +211,10 @@ def compute_advantages(cfg: TrainConfig, rollouts: list[Rollout], state: dict) -
     if cfg.algorithm.name == "ifpo":
         w = algo.ifpo_weights(gids, modes, **{k: v for k, v in opts.items() if k not in ("norm_std", "eps")})
     stats = algo.ifpo_stats(rewards, gids, modes, types, weights=w)
-    stats["advantage/abs_mean"] = float(adv.abs().mean())
-    return stats
+    out = {"consultation/groups_both_modes": stats["ifpo/groups_both_modes"]}
+    out.update({k: v for k, v in stats.items() if k.startswith("ifpo/weight")})   # only when IFPO runs
+    out["advantage/abs_mean"] = float(adv.abs().mean())
+    return out
 
 
 def probe_sequences(tok: Any, rows: list[PromptRow], system_text: Optional[str]) -> list[list[int]]:

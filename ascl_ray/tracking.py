@@ -15,13 +15,22 @@ log = logging.getLogger("ascl_ray")
 PHASES = ("rollout", "reward", "advantage", "train", "sync")
 
 
+TYPE_SHORT = (("gray_zone", "gray"), ("harmful", "harm"), ("benign_sensitive", "benign"), ("math", "math"))
+
+
 def format_headline(metrics: dict[str, Any]) -> str:
-    """Console line: consultation rate first (overall and per prompt type), then rewards."""
-    types = (("harmful", "harm"), ("benign_sensitive", "benign"), ("math", "math"))
+    """Console line: consultation first (needs-rules vs no-rules and the targeting gap, then per prompt
+    type), then malformed calls, then rewards."""
+    types = TYPE_SHORT
     parts = []
+    if "consultation/targeting_gap" in metrics:
+        parts.append(f"consult needs-rules={metrics['consultation/needs_rules']:.2f} "
+                     f"no-rules={metrics['consultation/no_rules']:.2f} gap={metrics['consultation/targeting_gap']:+.2f}")
     if "consultation/rate" in metrics:
         per = " ".join(f"{s}={metrics[f'consultation/{t}']:.2f}" for t, s in types if f"consultation/{t}" in metrics)
         parts.append(f"consult={metrics['consultation/rate']:.2f} [{per}]")
+    if "rollout/malformed_call_rate" in metrics:
+        parts.append(f"malformed={metrics['rollout/malformed_call_rate']:.2f}")
     if "reward/mean" in metrics:
         per = " ".join(f"{s}={metrics[f'reward/{t}']:.2f}" for t, s in types if f"reward/{t}" in metrics)
         parts.append(f"reward={metrics['reward/mean']:.3f} [{per}]")
@@ -97,11 +106,14 @@ class Tracker:
         path = path or str(self.out_dir / "training_curves.png")
         steps = [h["step"] for h in self.history]
         fig, axes = plt.subplots(1, 3, figsize=(14, 4))
-        for k in ("reward/mean", "reward/harmful", "reward/benign_sensitive", "reward/math"):
-            axes[0].plot(steps, [h.get(k, float("nan")) for h in self.history], label=k.split("/")[-1])
+        for k in ("reward/mean",) + tuple(f"reward/{t}" for t, _ in TYPE_SHORT):
+            if any(k in h for h in self.history):
+                axes[0].plot(steps, [h.get(k, float("nan")) for h in self.history], label=k.split("/")[-1])
         axes[0].set_title("reward")
-        for k in [k for k in self.history[-1] if k.startswith("consultation/")]:
-            axes[1].plot(steps, [h.get(k, float("nan")) for h in self.history], label=k.split("/", 1)[-1])
+        keys = [k for k in self.history[-1] if k.startswith("consultation/") and k != "consultation/groups_both_modes"]
+        for k in keys:
+            style = "-" if k.split("/", 1)[-1] in ("needs_rules", "no_rules", "targeting_gap") else ":"
+            axes[1].plot(steps, [h.get(k, float("nan")) for h in self.history], style, label=k.split("/", 1)[-1])
         axes[1].set_title("consultation rate")
         for ph in PHASES:
             axes[2].plot(steps, [h.get(f"timing/{ph}", float("nan")) for h in self.history], label=ph)

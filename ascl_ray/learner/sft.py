@@ -17,14 +17,16 @@ class SFTExample:
     mask: list[int]  # 1 where the token is trained (model tokens of the response)
 
 
-def build_example(tok: Any, ctx: Any, user_text: str, tool_args: dict | None, answer: str) -> SFTExample:
+def build_example(tok: Any, ctx: Any, user_text: str, tool_args: dict | None, answer: str,
+                  policy: dict | None = None) -> SFTExample:
     from ascl_ray.rollout.chat import encode_segment, prompt_ids
 
     ids = prompt_ids(tok, user_text, ctx.system_text)
     mask = [0] * len(ids)
     if tool_args is not None and ctx.protocol is not None:
         call_ids = encode_segment(tok, ctx.protocol.format_call(tool_args))
-        turn_ids = encode_segment(tok, ctx.tool_turn_text(ctx.protocol.format_call(tool_args), n_prev_calls=0)[0])
+        turn_ids = encode_segment(tok, ctx.tool_turn_text(ctx.protocol.format_call(tool_args), n_prev_calls=0,
+                                                          policy=policy)[0])
         ids += call_ids + turn_ids
         mask += [1] * len(call_ids) + [0] * len(turn_ids)
     ans_ids = encode_segment(tok, answer) + [tok.eos_token_id]
@@ -34,7 +36,7 @@ def build_example(tok: Any, ctx: Any, user_text: str, tool_args: dict | None, an
 
 
 def sft_examples(demos: list, tok: Any, ctx: Any) -> list[SFTExample]:
-    return [build_example(tok, ctx, d.row.text, d.tool_call, d.answer) for d in demos]
+    return [build_example(tok, ctx, d.row.text, d.tool_call, d.answer, getattr(d, "policy", None)) for d in demos]
 
 
 def pad_sft(examples: list[tuple[list[int], list[int]]], pad_id: int):

@@ -115,6 +115,9 @@ class RewardWorker:
     """Ray actor body (wrapped with ``ray.remote`` by the pool). Judges + scores a shard of items."""
 
     def __init__(self, cfg: dict, worker_index: int = 0) -> None:
+        from ascl_ray.resources import actor_env_defaults
+
+        actor_env_defaults()
         self.cfg = RewardPoolConfig.from_dict(cfg)
         self.index = worker_index
         self.hung_threads = 0
@@ -221,7 +224,7 @@ class RewardWorker:
                         malformed_call=bool(it.get("malformed_call")),
                         has_final_answer=bool(it.get("has_final_answer", True)),
                         verdict=v, consulted=bool(it.get("consulted")), consult_cost=cfg.consult_cost,
-                        math_timeout_s=cfg.math_timeout_s),
+                        math_timeout_s=cfg.math_timeout_s, expected=it.get("expected")),
                     cfg.item_timeout_s)
             except ScoreTimeout:
                 self.hung_threads += 1

@@ -10,6 +10,7 @@ tool turn never serialises the batch. Token-in, token-out: the engine's token id
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -26,29 +27,38 @@ class SamplingCfg:
     top_p: float = 1.0
     seed: Optional[int] = None     # per-request seeds; None: the engine's own seeded generator
     continuous: bool = True        # tool continuations join the running batch (engines that support it)
+    # [ours, verl's response_length convention] the response budget also pays for tool turns: rules a
+    # call brings in eat the tokens the answer has left (max_new_tokens then bounds the whole response)
+    budget_includes_tool: bool = False
+    env_seed: int = 0              # seeds the environment's per-episode draws (operator policy)
 
 
 def run_episodes(engine: Any, ctx: Any, tok: Any, rows: list[PromptRow], group_ids: list[int],
                  scfg: SamplingCfg) -> list[Rollout]:
-    """One episode per (row, group_id) pair (repeat rows for G samples)."""
+    """One episode per (row, group_id) pair (repeat rows for G samples). Each episode's operator policy
+    is drawn by the environment (``ctx.draw_policy``) from ``scfg.env_seed`` and the episode's index."""
     if len(rows) != len(group_ids):
         raise ValueError(f"run_episodes: {len(rows)} rows but {len(group_ids)} group_ids")
     eps = []
-    for row, gid in zip(rows, group_ids):
+    for k, (row, gid) in enumerate(zip(rows, group_ids)):
         p_ids = prompt_ids(tok, row.text, ctx.system_text)
         if len(p_ids) >= scfg.max_model_len:
             raise ValueError(f"prompt {row.prompt_id!r}: {len(p_ids)} tokens do not fit "
                              f"rollout.max_model_len={scfg.max_model_len}")
+        policy = ctx.draw_policy(random.Random(scfg.env_seed * 1_000_003 + k)) if hasattr(ctx, "draw_policy") else {}
         eps.append(Rollout(group_id=int(gid), prompt=row, prompt_ids=p_ids,
-                           response_ids=[], loss_mask=[], rollout_logprobs=[]))
+                           response_ids=[], loss_mask=[], rollout_logprobs=[], policy=policy))
     segments: list[list[str]] = [[] for _ in eps]   # decoded model text per segment
     tool_texts: list[list[str]] = [[] for _ in eps]
     ended_with_call = [False] * len(eps)
     turns = [0] * len(eps)
 
+    def spent(ep: Rollout, extra: int = 0) -> int:
+        return (len(ep.response_ids) if scfg.budget_includes_tool else ep.n_model_tokens) + extra
+
     def params_for(i: int) -> GenParams:
         ep = eps[i]
-        budget = min(scfg.max_new_tokens - ep.n_model_tokens,
+        budget = min(scfg.max_new_tokens - spent(ep),
                      scfg.max_model_len - len(ep.prompt_ids) - len(ep.response_ids))
         seed = None if scfg.seed is None else scfg.seed * 1_000_003 + i * 101 + turns[i]
         return GenParams(max_tokens=budget, temperature=scfg.temperature, top_p=scfg.top_p,
@@ -69,7 +79,7 @@ def run_episodes(engine: Any, ctx: Any, tok: Any, rows: list[PromptRow], group_i
             return None
         if not stopped_at_tag:
             return None
-        turn_text, info = ctx.tool_turn_text(seg.text, n_prev_calls=ep.n_calls)
+        turn_text, info = ctx.tool_turn_text(seg.text, n_prev_calls=ep.n_calls, policy=ep.policy)
         ep.n_calls += 1
         if info.get("valid"):
             ep.consulted = True
@@ -78,7 +88,7 @@ def run_episodes(engine: Any, ctx: Any, tok: Any, rows: list[PromptRow], group_i
         else:
             ep.malformed_call = ep.malformed_call or bool(info.get("malformed"))
         turn_ids = encode_segment(tok, turn_text)
-        room = min(scfg.max_new_tokens - ep.n_model_tokens,
+        room = min(scfg.max_new_tokens - spent(ep, len(turn_ids) if scfg.budget_includes_tool else 0),
                    scfg.max_model_len - len(ep.prompt_ids) - len(ep.response_ids) - len(turn_ids))
         if room <= 0:
             ep.truncated = True

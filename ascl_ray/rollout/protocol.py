@@ -188,8 +188,10 @@ class ToolProtocol:
         raise NotImplementedError
 
     # ---- executing ----------------------------------------------------------------------------
-    def run(self, call: Optional[ToolCall], retriever: Any, call_index: int = 0) -> ToolResult:
-        """Execute with status. ``call_index``: calls already made in this episode (0-based)."""
+    def run(self, call: Optional[ToolCall], retriever: Any, call_index: int = 0,
+            policy: Optional[dict] = None) -> ToolResult:
+        """Execute with status. ``call_index``: calls already made in this episode (0-based); ``policy``:
+        the episode's operator policy ({category: comply|refuse}), passed to the retriever when set."""
         if call is None:
             call = ToolCall(None, {}, "", error="no tool call")
         if call_index >= self.max_tool_calls:
@@ -197,7 +199,8 @@ class ToolProtocol:
         if call.error is not None:
             return ToolResult(call, self._fit(MALFORMED_CALL_TEXT.format(error=call.error)), "malformed")
         try:
-            out = retriever.retrieve(call.arguments.get("query") or "", call.arguments.get("category"))
+            out = retriever.retrieve(call.arguments.get("query") or "", call.arguments.get("category"),
+                                     **({"policy": policy} if policy else {}))
         except ToolError as e:
             return ToolResult(call, self._fit(MALFORMED_CALL_TEXT.format(error=e)), "malformed")
         except Exception:  # noqa: BLE001 - a broken retriever must not crash a rollout

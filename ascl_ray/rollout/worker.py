@@ -53,7 +53,8 @@ class RolloutWorker:
                            temperature=self.rcfg["temperature"],
                            top_p=self.rcfg["top_p"],
                            seed=seed if self.rcfg["seed_per_request"] else None,
-                           continuous=self.rcfg["continuous_batching"])
+                           continuous=self.rcfg["continuous_batching"],
+                           budget_includes_tool=self.rcfg["budget_includes_tool"], env_seed=seed)
         return run_episodes(self.engine, self.ctx, self.tok, all_rows, all_gids, scfg)
 
     def load_weights(self, payload: bytes) -> str:

@@ -43,20 +43,31 @@ def _quote(text: str) -> str:
     return '"' + " ".join(text.split()) + '"'
 
 
+def rule_lines(category: Category, policy: Optional[dict] = None) -> list[tuple[str, str]]:
+    """(id, text) of the category's codes; an operator-set category adds its current-policy rule
+    (``policy``: {category: comply|refuse}; missing: the category's default)."""
+    out = [(r.id, r.text.strip()) for r in category.rules]
+    if category.policy is not None:
+        out.append((f"{category.name}.policy", category.policy.text(category.verdict(policy))))
+    return out
+
+
 def render_category(category: Category, *, max_cases: Optional[int] = 2, compact: bool = False,
-                    with_description: bool = True) -> str:
-    """One category: its codes, then up to ``max_cases`` cases (0: none, None: all)."""
+                    with_description: bool = True, policy: Optional[dict] = None) -> str:
+    """One category: its codes (the current-policy rule of an operator-set category included), then up
+    to ``max_cases`` cases (0: none, None: all)."""
     cases = pick_cases(category, max_cases) if max_cases != 0 else []
+    rules = rule_lines(category, policy)
     if compact:
-        head = f"{category.name}: " + " ".join(r.text.strip() for r in category.rules)
+        head = f"{category.name}: " + " ".join(text for _, text in rules)
         lines = [head.rstrip()]
         lines += [f"  e.g. {_quote(k.request)} -> {k.verdict}" for k in cases]
         return "\n".join(lines)
     title = f"## {category.name}" + (f": {category.description}" if with_description and category.description else "")
     lines = [title]
-    if category.rules:
+    if rules:
         lines.append("Codes:")
-        lines += [f"- [{r.id}] {r.text.strip()}" for r in category.rules]
+        lines += [f"- [{rid}] {text}" for rid, text in rules]
     if cases:
         lines.append("Cases:")
         for k in cases:
@@ -79,14 +90,14 @@ def _cats(store: RuleStore, categories: Optional[Sequence[str]]) -> list[Categor
 
 
 def render_codes_and_cases(store: RuleStore, max_cases_per_category: Optional[int] = 2, compact: bool = False,
-                           categories: Optional[Sequence[str]] = None) -> str:
+                           categories: Optional[Sequence[str]] = None, policy: Optional[dict] = None) -> str:
     """CADA in-context spec: simple codes + illustrative cases for every (or the given) category.
 
     ``compact=True`` is one line of codes per category plus ``e.g. "request" -> verdict`` lines;
     with ``max_cases_per_category=0`` it is the whole spec in its shortest form.
     """
     sep = "\n" if compact else "\n\n"
-    return sep.join(render_category(c, max_cases=max_cases_per_category, compact=compact)
+    return sep.join(render_category(c, max_cases=max_cases_per_category, compact=compact, policy=policy)
                     for c in _cats(store, categories))
 
 
@@ -99,6 +110,7 @@ def render_long_rules(store: RuleStore, categories: Optional[Sequence[str]] = No
             lines.append(f"- [{r.id}] {r.text.strip()}")
             if r.detail.strip():
                 lines.append(f"  {r.detail.strip()}")
+        lines += [f"- [{rid}] {text}" for rid, text in rule_lines(c)[len(c.rules):]]
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
 

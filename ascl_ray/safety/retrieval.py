@@ -1,8 +1,10 @@
 """Rule retrievers behind the ``retrieve_safety_rules`` tool, selected by name from config.
 
 ``make_retriever(name, store, **opts)`` -> an object with ``categories`` (valid category names)
-and ``retrieve(query, category) -> str`` (the text that goes into the tool response). A bad
-argument raises ``ToolError`` (the protocol turns it into a masked error response).
+and ``retrieve(query, category, policy=None) -> str`` (the text that goes into the tool response). A
+bad argument raises ``ToolError`` (the protocol turns it into a masked error response). ``policy``
+({category: comply|refuse}) is the deployment's current policy for operator-set categories (drawn per
+episode by the training environment); missing categories use the spec's default.
 
 - ``whole_spec``  (opts: compact=True, max_cases_per_category=0): the whole spec; query and
   category are ignored.
@@ -66,7 +68,8 @@ class Retriever:
         self.store = store
         self.categories: list[str] = store.category_names
 
-    def retrieve(self, query: str, category: Optional[str] = None) -> str:  # pragma: no cover
+    def retrieve(self, query: str, category: Optional[str] = None,
+                 policy: Optional[dict] = None) -> str:  # pragma: no cover
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -78,10 +81,11 @@ class WholeSpecRetriever(Retriever):
 
     def __init__(self, store: RuleStore, compact: bool = True, max_cases_per_category: Optional[int] = 0):
         super().__init__(store)
-        self.text = render_codes_and_cases(store, max_cases_per_category=max_cases_per_category, compact=compact)
+        self.opts = dict(max_cases_per_category=max_cases_per_category, compact=compact)
+        self.text = render_codes_and_cases(store, **self.opts)
 
-    def retrieve(self, query: str = "", category: Optional[str] = None) -> str:
-        return self.text
+    def retrieve(self, query: str = "", category: Optional[str] = None, policy: Optional[dict] = None) -> str:
+        return render_codes_and_cases(self.store, policy=policy, **self.opts) if policy else self.text
 
 
 class ByCategoryRetriever(Retriever):
@@ -91,7 +95,7 @@ class ByCategoryRetriever(Retriever):
         super().__init__(store)
         self.max_cases, self.compact = max_cases, compact
 
-    def retrieve(self, query: str = "", category: Optional[str] = None) -> str:
+    def retrieve(self, query: str = "", category: Optional[str] = None, policy: Optional[dict] = None) -> str:
         cat = resolve_category(category, self.categories)
         if cat is None and query and query.strip():
             try:
@@ -101,7 +105,7 @@ class ByCategoryRetriever(Retriever):
         if cat is None:
             raise ToolError("by_category retrieval needs argument 'category'; valid categories: "
                             + list_categories(self.categories))
-        return render_category(self.store[cat], max_cases=self.max_cases, compact=self.compact)
+        return render_category(self.store[cat], max_cases=self.max_cases, compact=self.compact, policy=policy)
 
 
 def _stem(words: list[str]) -> list[str]:
@@ -128,14 +132,17 @@ class BM25Retriever(Retriever):
         self._bm25s = bm25s
         self._stopwords = sorted(set(bm25s.stopwords.STOPWORDS_EN) | set(EXTRA_STOPWORDS))
         self.top_k = top_k
-        self.docs = [(c.name, r) for c, r in store.iter_rules()]
+        # (category, rule id or None for an operator-set category's current-policy rule, indexed text)
+        self.docs = [(c.name, r.id, r.text) for c, r in store.iter_rules()]
+        self.docs += [(c.name, None, f"{c.name.replace('_', ' ')} {c.description}") for c in store.categories
+                      if c.policy is not None]
         if not self.docs:
             raise ValueError(f"bm25: store {store.name!r} has no rules to index")
-        texts = [r.text + (f" {c.name.replace('_', ' ')} {c.description}" if include_category_text else "")
-                 for c, r in store.iter_rules()]
+        descr = {c.name: f" {c.name.replace('_', ' ')} {c.description}" for c in store.categories}
+        texts = [t + (descr[name] if include_category_text else "") for name, _, t in self.docs]
         self.index = bm25s.BM25()
         self.index.index([t or ["_"] for t in self._tokenize(texts)], show_progress=False)
-        self._cat_of = [name for name, _ in self.docs]
+        self._cat_of = [name for name, _, _ in self.docs]
 
     def _tokenize(self, texts: list[str]) -> list[list[str]]:
         return self._bm25s.tokenize(texts, stopwords=self._stopwords, stemmer=_stem, return_ids=False,
@@ -147,7 +154,7 @@ class BM25Retriever(Retriever):
             return [0.0] * len(self.docs)
         return [float(s) for s in self.index.get_scores(toks)]
 
-    def retrieve(self, query: str = "", category: Optional[str] = None) -> str:
+    def retrieve(self, query: str = "", category: Optional[str] = None, policy: Optional[dict] = None) -> str:
         cat = resolve_category(category, self.categories)
         if cat is None and not (query or "").strip():
             raise ToolError("bm25 retrieval needs a non-empty 'query' or a 'category'")
@@ -159,8 +166,15 @@ class BM25Retriever(Retriever):
                 return NO_MATCH_TEXT.format(categories=list_categories(self.categories))
             hits = idx[: self.top_k]
             if not hits:
-                return render_category(self.store[cat], max_cases=0)
-        return "\n".join(f"- [{self._cat_of[i]}] {self.docs[i][1].text.strip()}" for i in hits)
+                return render_category(self.store[cat], max_cases=0, policy=policy)
+        return "\n".join(f"- [{self._cat_of[i]}] {self._text(i, policy)}" for i in hits)
+
+    def _text(self, i: int, policy: Optional[dict]) -> str:
+        name, rid, text = self.docs[i]
+        if rid is not None:
+            return text.strip()
+        cat = self.store[name]
+        return cat.policy.text(cat.verdict(policy))
 
 
 RETRIEVERS = {c.name: c for c in (WholeSpecRetriever, ByCategoryRetriever, BM25Retriever)}

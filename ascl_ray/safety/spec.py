@@ -12,6 +12,9 @@ One spec file format (YAML or JSON, chosen by extension, same schema)::
           - {id: vw.1, text: "...", detail: "optional longer wording"}
         cases:                          # precedents, incl. contrast pairs
           - {id: vw.c1, request: "...", verdict: comply, rationale: "...", contrast_of: vw.c2}
+      - name: gambling                  # an operator-set category: the deployment's current policy
+        description: Betting tips       # decides (comply | refuse); training draws it per episode
+        policy: {default: comply, comply: "Allowed now: help.", refuse: "Not allowed now: decline."}
 
 Rule and case ids are unique across the whole store; ``contrast_of`` must name another
 case id of the store. Validation errors name the file and the field path, e.g.
@@ -34,7 +37,9 @@ import yaml
 VERDICTS = ("comply", "safe_complete", "refuse")
 DEFAULT_SPEC_PATH = Path(__file__).with_name("default_spec.yaml")
 _TOP_KEYS = ("version", "name", "description", "categories")
-_CAT_KEYS = ("name", "description", "rules", "cases")
+_CAT_KEYS = ("name", "description", "rules", "cases", "policy")
+POLICY_VERDICTS = ("comply", "refuse")
+_POLICY_KEYS = ("default",) + POLICY_VERDICTS
 _RULE_KEYS = ("id", "text", "detail")
 _CASE_KEYS = ("id", "request", "verdict", "rationale", "contrast_of")
 
@@ -68,11 +73,34 @@ class Case:
 
 
 @dataclass(frozen=True)
+class OperatorPolicy:
+    """[ours] An operator-set category: which of ``comply`` / ``refuse`` applies is the deployment's
+    *current* policy, not a fixed code. ``comply`` / ``refuse`` are the rule texts the tool shows for
+    each; ``default`` applies when no policy is given (eval, CADA's in-context spec)."""
+
+    default: str
+    comply: str
+    refuse: str
+
+    def text(self, verdict: str) -> str:
+        if verdict not in POLICY_VERDICTS:
+            raise ValueError(f"operator policy verdict {verdict!r} not in {POLICY_VERDICTS}")
+        return self.comply if verdict == "comply" else self.refuse
+
+
+@dataclass(frozen=True)
 class Category:
     name: str
     description: str
     rules: tuple[Rule, ...] = ()
     cases: tuple[Case, ...] = ()
+    policy: Optional[OperatorPolicy] = None
+
+    def verdict(self, policy: Optional[dict] = None) -> Optional[str]:
+        """The current verdict of an operator-set category under ``policy`` ({category: verdict}), else None."""
+        if self.policy is None:
+            return None
+        return (policy or {}).get(self.name, self.policy.default)
 
 
 @dataclass
@@ -111,6 +139,11 @@ class RuleStore:
                 yield c, k
 
     @property
+    def operator_categories(self) -> list[str]:
+        """Names of the operator-set categories (their verdict is the deployment's current policy)."""
+        return [c.name for c in self.categories if c.policy is not None]
+
+    @property
     def n_rules(self) -> int:
         return sum(len(c.rules) for c in self.categories)
 
@@ -128,7 +161,8 @@ class RuleStore:
         cats = [
             Category(c.name, c.description, c.rules,
                      tuple(k if k.contrast_of in ids or k.contrast_of is None
-                           else Case(k.id, k.request, k.verdict, k.rationale, None) for k in c.cases))
+                           else Case(k.id, k.request, k.verdict, k.rationale, None) for k in c.cases),
+                     c.policy)
             for c in cats
         ]
         return RuleStore(cats, name=self.name, description=self.description, version=self.version)
@@ -147,16 +181,15 @@ class RuleStore:
                 d["contrast_of"] = k.contrast_of
             return d
 
-        return {
-            "version": self.version,
-            "name": self.name,
-            "description": self.description,
-            "categories": [
-                {"name": c.name, "description": c.description,
+        def cat(c: Category) -> dict:
+            d = {"name": c.name, "description": c.description,
                  "rules": [rule(r) for r in c.rules], "cases": [case(k) for k in c.cases]}
-                for c in self.categories
-            ],
-        }
+            if c.policy is not None:
+                d["policy"] = {"default": c.policy.default, "comply": c.policy.comply, "refuse": c.policy.refuse}
+            return d
+
+        return {"version": self.version, "name": self.name, "description": self.description,
+                "categories": [cat(c) for c in self.categories]}
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "<spec>") -> "RuleStore":
@@ -292,7 +325,8 @@ class _Validator:
                     links.append((f"{kw}.contrast_of", kid, contrast))
                 cases.append(Case(kid, self._str(rk, "request", kw), verdict,
                                   self._str(rk, "rationale", kw, required=False, nonempty=False), contrast))
-            cats.append(Category(cname, cdesc, tuple(rules), tuple(cases)))
+            policy = self._policy(rc.get("policy"), f"{w}.policy") if rc.get("policy") is not None else None
+            cats.append(Category(cname, cdesc, tuple(rules), tuple(cases), policy))
         for where, kid, target in links:
             if target == kid:
                 self.err(where, f"case {kid!r} cannot be its own contrast")
@@ -301,6 +335,15 @@ class _Validator:
         if self.errors:
             raise SpecError(self.errors)
         return RuleStore(cats, name=name, description=desc, version=1)
+
+    def _policy(self, obj: Any, where: str) -> Optional[OperatorPolicy]:
+        if not self._mapping(obj, where, _POLICY_KEYS):
+            return None
+        texts = {v: self._str(obj, v, where) for v in POLICY_VERDICTS}
+        default = self._str(obj, "default", where)
+        if default and default not in POLICY_VERDICTS:
+            self.err(f"{where}.default", f"{default!r} not in {POLICY_VERDICTS}")
+        return OperatorPolicy(default, texts["comply"], texts["refuse"])
 
     def _id(self, obj: dict, where: str, seen: dict[str, str]) -> str:
         rid = self._str(obj, "id", where)

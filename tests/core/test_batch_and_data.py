@@ -48,7 +48,8 @@ def test_prompt_row_validation_names_field():
 def test_synthetic_prompts_cover_three_types_and_split_is_stratified():
     rows = synthetic.synthetic_prompts(n_math=30)
     types = {r.prompt_type for r in rows}
-    assert types == {"harmful", "benign_sensitive", "math"}
+    assert types == {"harmful", "benign_sensitive", "math", "gray_zone"}
+    assert {r.prompt_type for r in synthetic.synthetic_prompts(n_math=30, gray=False)} == types - {"gray_zone"}
     assert len({r.prompt_id for r in rows}) == len(rows)
     tr, ev = synthetic.split(rows, 0.2)
     assert not {r.prompt_id for r in tr} & {r.prompt_id for r in ev}
@@ -65,7 +66,11 @@ def test_demonstrations_noise_rate():
     harm = [d for d in demos if d.row.prompt_type == "harmful"]
     wrong = sum(d.answer != synthetic.REFUSAL for d in harm) / len(harm)
     assert 0.25 < wrong < 0.35
-    assert any(d.tool_call for d in harm) and not any(d.tool_call for d in demos if d.row.prompt_type == "math")
+    # every kind consults in the demos (the cold start teaches the call format everywhere), half of them
+    for t in ("harmful", "benign_sensitive", "math", "gray_zone"):
+        sub = [d for d in demos if d.row.prompt_type == t]
+        assert sum(d.tool_call is not None for d in sub) / len(sub) == pytest.approx(0.5, abs=0.02), t
+    assert not any(d.tool_call for d in synthetic.demonstrations(rows, use_tool=False, copies=2))
     clean = synthetic.demonstrations(rows, noise=0.0, copies=2)
     assert all(d.answer == synthetic.REFUSAL for d in clean if d.row.prompt_type == "harmful")
 
@@ -90,12 +95,12 @@ def test_sampler_is_stratified_with_explicit_group_ids():
     from ascl_ray.driver import PromptSampler
 
     rows = synthetic.synthetic_prompts(n_math=30)
-    s = PromptSampler(rows, 6, seed=0)
+    s = PromptSampler(rows, 8, seed=0)
     seen = []
-    for k in range(10):
+    for k in range(15):
         batch, gids = s.next_batch()
-        assert gids == list(range(6 * k, 6 * k + 6))
-        counts = {t: sum(r.prompt_type == t for r in batch) for t in ("harmful", "benign_sensitive", "math")}
-        assert counts == {"harmful": 2, "benign_sensitive": 2, "math": 2}
+        assert gids == list(range(8 * k, 8 * k + 8))
+        counts = {t: sum(r.prompt_type == t for r in batch) for t in ("harmful", "benign_sensitive", "math", "gray_zone")}
+        assert counts == {"harmful": 2, "benign_sensitive": 2, "math": 2, "gray_zone": 2}
         seen += [r.prompt_id for r in batch if r.prompt_type == "math"]
-    assert len(set(seen[:30])) == 20  # epoch-shuffled: no repeats within an epoch of the 30 math rows
+    assert len(seen) == 30 and len(set(seen)) == 30  # epoch-shuffled: no repeats within an epoch of the 30 math rows

@@ -135,7 +135,8 @@ def test_stratified_head_takes_types_in_turn():
 
     rows, _ = synthetic.split(synthetic.synthetic_prompts())
     head = stratified_head(rows, 7)
-    assert [r.prompt_type for r in head] == ["harmful", "benign_sensitive", "math"] * 2 + ["harmful"]
+    types = ["harmful", "benign_sensitive", "math", "gray_zone"]
+    assert [r.prompt_type for r in head] == types + types[:3]
     assert stratified_head(rows, None) == rows
 
 

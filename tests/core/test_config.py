@@ -95,8 +95,8 @@ def test_batch_must_split_over_learner_ranks():
 
 @pytest.mark.parametrize("micro,expected", [(18, 1), (16, 2), (9, 2), (4, 5), (1, 18), (100, 1)])
 def test_grad_accum_is_ceil_so_micro_batches_never_exceed_the_size(micro, expected):
-    # default batch: 9 prompts x 8 samples over 2 ranks x 2 mini-batches = 18 rows per rank per step
-    cfg = compose([f"learner.micro_batch_size={micro}"])
+    # batch: 9 prompts x 8 samples over 2 ranks x 2 mini-batches = 18 rows per rank per step
+    cfg = compose([f"learner.micro_batch_size={micro}", "data.prompts_per_iter=9"])
     assert cfg.data.prompts_per_iter * cfg.rollout.n_samples == 72
     assert cfg.grad_accum == expected
     assert -(-18 // expected) <= min(micro, 18)

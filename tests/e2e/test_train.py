@@ -32,13 +32,29 @@ def test_rl_raises_mean_reward(run):
     assert last > first + 0.1, (first, last)
 
 
+def test_consultation_is_learned_where_rules_matter(run):
+    """Issue 9's end-to-end check: at a fixed seed, the default run ends consulting the rules on
+    needs-rules (gray-zone) prompts far more than on no-rules prompts, with well-formed calls."""
+    h = run["history"]
+    last = h[-3:]
+    needs = sum(x["consultation/needs_rules"] for x in last) / 3
+    no = sum(x["consultation/no_rules"] for x in last) / 3
+    print(f"consultation over the last 3 iterations: needs-rules {needs:.2f}, no-rules {no:.2f}; "
+          f"malformed calls at start {h[0]['rollout/malformed_call_rate']:.2f}")
+    assert needs - no > 0.4, (needs, no)
+    assert h[0]["rollout/malformed_call_rate"] < 0.1
+
+
 def test_every_sync_verified_and_every_phase_timed(run):
     for x in run["history"]:
         assert x["sync/max_logprob_diff"] < 1e-3
         for ph in ("rollout", "reward", "advantage", "train", "sync"):
             assert x[f"timing/{ph}"] > 0
         assert 0 <= x["timing/overhead_frac"] < 0.5
-        assert "consultation/rate" in x and "consultation/harmful" in x and "ifpo/groups_both_modes" in x
+        assert "consultation/rate" in x and "consultation/harmful" in x and "consultation/groups_both_modes" in x
+        assert "consultation/targeting_gap" in x and "reward/by_mode/gray_zone/consult" in x or \
+            "reward/by_mode/gray_zone/direct" in x
+        assert "ifpo/weight_mean" in x                    # IFPO (the default) logs its weights
         assert x["reward/invalid"] == 0
 
 

@@ -30,7 +30,12 @@ def _write(tmp_path, data, name="spec.yaml"):
 def test_default_spec_validates_and_has_required_shape():
     store = load_default_store()
     assert set(REQUIRED) <= set(store.category_names)
+    assert store.operator_categories == ["gambling", "lockpicking", "alcohol", "web_filters"]
     for cat in store.categories:
+        if cat.policy is not None:   # operator-set: the current policy is the rule, no fixed codes or cases
+            assert not cat.rules and not cat.cases and cat.policy.default in ("comply", "refuse"), cat.name
+            assert cat.policy.comply != cat.policy.refuse
+            continue
         assert 2 <= len(cat.rules) <= 4, cat.name
         assert 2 <= len(cat.cases) <= 4, cat.name
         verdicts = {k.verdict for k in cat.cases}
