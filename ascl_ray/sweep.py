@@ -57,10 +57,11 @@ def _key(override: str) -> str:
 
 
 def run_name(num: int, overrides: list[str], swept: set[str]) -> str:
-    """``<num>_<key=value,...>`` over the swept keys only, safe as a folder name."""
+    """``<num>_<key-value_...>`` over the swept keys only (last part of a dotted key), safe as a folder
+    name and as a Hydra override value (no ``=``, ``,``, quotes or spaces)."""
     parts = [o for o in overrides if _key(o) in swept]
-    name = ",".join(p.split(".")[-1] if "." in p.split("=", 1)[0] else p for p in parts) or "run"
-    return f"{num}_" + re.sub(r"[^A-Za-z0-9=,._+-]", "_", name)[:120]
+    name = "_".join(f"{_key(p).split('.')[-1]}-{p.split('=', 1)[1]}" for p in parts) or "run"
+    return f"{num}_" + re.sub(r"[^A-Za-z0-9._+-]", "-", name)[:120]
 
 
 def run_sweep(overrides: list[str], *, python: Optional[str] = None, dry_run: bool = False,

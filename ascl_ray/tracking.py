@@ -56,7 +56,7 @@ class Tracker:
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.history: list[dict[str, Any]] = []
-        self._jsonl = open(self.out_dir / "metrics.jsonl", "a")
+        self._jsonl = open(self.out_dir / "metrics.jsonl", "w")   # a fresh run (no resume yet): never append to an old one
         self.wandb = None
         if mode != "disabled":
             os.environ.setdefault("WANDB_SILENT", "true")

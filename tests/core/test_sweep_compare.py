@@ -83,7 +83,9 @@ def test_sweep_expansion_and_names():
                     ["algorithm=grpo", "trainer.seed=1", "trainer.iterations=3"],
                     ["algorithm=ifpo", "trainer.seed=0", "trainer.iterations=3"],
                     ["algorithm=ifpo", "trainer.seed=1", "trainer.iterations=3"]]
-    assert sweep.run_name(2, runs[2], {"algorithm", "trainer.seed"}) == "2_algorithm=ifpo,seed=0"
+    assert sweep.run_name(2, runs[2], {"algorithm", "trainer.seed"}) == "2_algorithm-ifpo_seed-0"
+    # the name goes into a trainer.out_dir override: nothing Hydra's grammar would reject
+    assert sweep.run_name(0, ["model.path=/a b/c,d='x'"], {"model.path"}) == "0_path--a-b-c-d--x-"
     from ascl_ray.config import ConfigError
 
     with pytest.raises(ConfigError, match="multirun overrides"):
