@@ -65,6 +65,8 @@ class LearnerCfg:
     num_actors: int = 2
     num_cpus_per_actor: float = 0.25
     num_gpus_per_actor: float = 0.0
+    resources: dict[str, float] = field(default_factory=dict)  # custom Ray resources per learner (node pinning)
+    placement_timeout_s: float = 120.0      # the learners' placement group must be placed within this
     backend: str = "gloo"                   # gloo on CPU, nccl on GPU
     dtype: str = "float32"
     lr: float = 3e-4
@@ -178,6 +180,9 @@ class TrainConfig:
         _check(r.block_size is None or (r.block_size > 0 and r.block_size % 16 == 0), "rollout.block_size",
                f"must be null (vLLM's default) or a positive multiple of 16, got {r.block_size}")
         _check(l.num_actors >= 1, "learner.num_actors", f"must be >= 1, got {l.num_actors}")
+        _check(l.placement_timeout_s > 0, "learner.placement_timeout_s", f"must be > 0, got {l.placement_timeout_s}")
+        _check(all(v > 0 for v in l.resources.values()), "learner.resources",
+               f"amounts must be > 0, got {dict(l.resources)}")
         _check(l.backend in ("gloo", "nccl"), "learner.backend", f"must be gloo or nccl, got {l.backend!r}")
         _check(l.dtype in ("float32", "bfloat16"), "learner.dtype", f"must be float32 or bfloat16, got {l.dtype!r}")
         _check(l.lr > 0, "learner.lr", f"must be > 0, got {l.lr}")

@@ -158,15 +158,50 @@ class LearnerActor:
         self.policy.shutdown()
 
 
+@ray.remote(num_cpus=0)
+def _endpoint_here() -> tuple[str, int, str]:
+    """(node IP, a port free there, node id) of the node this task runs on."""
+    return ray.util.get_node_ip_address(), _free_port(), ray.get_runtime_context().get_node_id()
+
+
+def learner_placement(world_size: int, num_cpus: float, num_gpus: float, resources: Optional[dict] = None,
+                      timeout_s: float = 120.0) -> tuple[Any, tuple[str, int, str]]:
+    """A placement group with one bundle per learner rank (``PACK``: ranks packed per node) and the
+    DeepSpeed rendezvous endpoint: the IP of the node that holds rank 0's bundle and a port free THERE
+    (found by a task placed in that bundle; the driver's IP was wrong whenever rank 0 landed elsewhere).
+    A cluster that cannot hold the plan within ``timeout_s`` is a RuntimeError naming the bundle."""
+    from ray.util.placement_group import placement_group, remove_placement_group
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    bundle = {"CPU": float(num_cpus), **({"GPU": float(num_gpus)} if num_gpus else {}), **(resources or {})}
+    pg = placement_group([dict(bundle) for _ in range(world_size)], strategy="PACK", name="")
+    ready, _ = ray.wait([pg.ready()], timeout=timeout_s)
+    if not ready:
+        remove_placement_group(pg)
+        raise RuntimeError(
+            f"learner placement: {world_size} bundles of {bundle} (learner.num_actors x learner.num_cpus_per_actor"
+            f" / num_gpus_per_actor / resources) could not be placed within {timeout_s:g}s "
+            f"(learner.placement_timeout_s); the cluster has {ray.cluster_resources()}, available now "
+            f"{ray.available_resources()}")
+    at0 = PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=0)
+    return pg, ray.get(_endpoint_here.options(scheduling_strategy=at0).remote())
+
+
 class LearnerGroup:
     def __init__(self, model_path: str, lcfg: dict, acfg: dict, grad_accum: int, pad_id: int):
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
         self.world_size = int(lcfg["num_actors"])
         self.lcfg = lcfg
-        port = _free_port()
-        addr = ray.util.get_node_ip_address()
-        opts = dict(num_cpus=lcfg["num_cpus_per_actor"], num_gpus=lcfg["num_gpus_per_actor"])
+        self.pg, (addr, port, self.rank0_node) = learner_placement(
+            self.world_size, lcfg["num_cpus_per_actor"], lcfg["num_gpus_per_actor"], lcfg["resources"],
+            lcfg["placement_timeout_s"])
         self.actors = [
-            LearnerActor.options(**opts).remote(r, self.world_size, addr, port, model_path, lcfg, acfg, grad_accum, pad_id)
+            LearnerActor.options(num_cpus=lcfg["num_cpus_per_actor"], num_gpus=lcfg["num_gpus_per_actor"],
+                                 resources=dict(lcfg["resources"] or {}),
+                                 scheduling_strategy=PlacementGroupSchedulingStrategy(
+                                     self.pg, placement_group_bundle_index=r)).remote(
+                r, self.world_size, addr, port, model_path, lcfg, acfg, grad_accum, pad_id)
             for r in range(self.world_size)
         ]
         ray.get([a.node_ip.remote() for a in self.actors])  # surface init errors now
@@ -239,3 +274,6 @@ class LearnerGroup:
         finally:
             for a in self.actors:
                 ray.kill(a)
+            from ray.util.placement_group import remove_placement_group
+
+            remove_placement_group(self.pg)
