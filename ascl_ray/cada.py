@@ -75,6 +75,7 @@ def chain_record(r: Rollout, sample: int, plain_ids: list[int], train_context: s
         "prompt_ids_spec": list(r.prompt_ids), "prompt_ids_plain": list(plain_ids),
         "train_context": train_context, "reward": float(r.reward), "group_id": r.group_id, "sample": sample,
         "consulted": r.consulted, "n_calls": r.n_calls,
+        "expected": r.expected_verdict,   # gray_zone: the verdict the episode's operator policy set
     }
 
 

@@ -197,7 +197,8 @@ def demo_line(demo: Any, ctx: Any) -> dict:
     segs: list[tuple[str, str]] = []
     if demo.tool_call is not None and ctx.protocol is not None:
         call = ctx.protocol.format_call(demo.tool_call)
-        segs += [("model", call), ("tool", ctx.tool_turn_text(call, n_prev_calls=0)[0])]
+        turn = ctx.tool_turn_text(call, n_prev_calls=0, policy=getattr(demo, "policy", None))[0]
+        segs += [("model", call), ("tool", turn)]   # the verdict a gray-zone demo's answer follows
     segs.append(("model", demo.answer))
     r = demo.row
     return segment_line(r.text, segs, system=ctx.system_text, prompt_id=r.prompt_id, prompt_type=r.prompt_type)

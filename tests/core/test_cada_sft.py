@@ -159,7 +159,7 @@ def chains(ray_up, tiny_model_path, tmp_path_factory):
     d = tmp_path_factory.mktemp("chains")
     cfg = _cfg(tiny_model_path, "method=cada", "rollout.n_samples=4")
     out, rej = str(d / "chains.jsonl"), str(d / "rejected.jsonl")
-    counts = generate_chains(cfg, out, limit=6, rejected_path=rej)
+    counts = generate_chains(cfg, out, limit=8, rejected_path=rej)
     return dict(cfg=cfg, counts=counts, out=out, rejected=rej,
                 lines=[json.loads(x) for x in open(out)], rejected_lines=[json.loads(x) for x in open(rej)])
 
@@ -170,9 +170,9 @@ def test_chains_are_engine_tokens_with_spec_and_plain_prompts(chains, tiny_token
     from ascl_ray.rollout.method import build_context
 
     tok, c = tiny_tokenizer, chains["counts"]
-    assert c["sampled"] == 6 * 4 and c["accepted"] == len(chains["lines"]) > 0
+    assert c["sampled"] == 8 * 4 and c["accepted"] == len(chains["lines"]) > 0
     assert c["sampled"] == len(chains["lines"]) + len(chains["rejected_lines"])
-    assert sorted(c["by_type"]) == sorted(["harmful", "benign_sensitive", "math"])
+    assert sorted(c["by_type"]) == sorted(["harmful", "benign_sensitive", "math", "gray_zone"])
     for t, v in c["by_type"].items():
         assert v["prompts"] == 2 and v["sampled"] == 8
         assert v["accepted"] == sum(ln["prompt_type"] == t for ln in chains["lines"])
@@ -201,7 +201,7 @@ def test_only_judge_accepted_chains_are_kept(chains):
     everything = chains["lines"] + chains["rejected_lines"]
     items = [{"prompt_text": ln["text"], "prompt_type": ln["prompt_type"], "final_text": ln["final_text"],
               "reference": ln["reference"], "math_kind": ln["math_kind"], "malformed_call": False,
-              "consulted": ln["consulted"]} for ln in everything]
+              "consulted": ln["consulted"], "expected": ln["expected"]} for ln in everything]
     with RewardPool(to_dict(chains["cfg"])["reward"]) as pool:
         res = pool.score(items)
     for ln, r in zip(everything, res):

@@ -48,7 +48,7 @@ def test_engine_starts_from_learner_weights(stack):
 def test_rollout_ids_mask_and_logprobs_match_learner(stack, logprob_gap):
     """Tool tokens have mask 0, model tokens mask 1, ids are the engine's, and the learner's
     log-probs of the model tokens match the rollout log-probs."""
-    rows = [r for r in stack["rows"] if r.prompt_type == "harmful"][:4] + \
+    rows = [r for r in stack["rows"] if r.prompt_type == "gray_zone"][:4] + \
            [r for r in stack["rows"] if r.prompt_type == "math"][:2]
     ros = stack["rollout"].generate(rows, list(range(len(rows))), seed=11)
     assert len(ros) == len(rows) * 4
@@ -56,7 +56,15 @@ def test_rollout_ids_mask_and_logprobs_match_learner(stack, logprob_gap):
     called = [r for r in ros if r.n_calls > 0]
     assert called, "the warm-started policy should consult the tool sometimes"
     tok = stack["tok"]
+    # a call whose tool turn does not fit the response budget (tool turns count: the long codes of a fixed
+    # category after a math prompt) ends the episode: truncated, no tool tokens, no final answer
+    over = [r for r in called if 0 not in r.loss_mask]
+    for r in over:
+        assert r.truncated and r.final_text == "" and tok.decode(r.response_ids).endswith("</tool_call>")
+    assert len(over) < len(called), "gray-zone calls (one-line operator policy) fit the budget"
     for r in called:
+        if r in over:
+            continue
         masked = [t for t, m in zip(r.response_ids, r.loss_mask) if m == 0]
         text = tok.decode(masked)
         assert "<tool_response>" in text and "<|im_start|>assistant" in text

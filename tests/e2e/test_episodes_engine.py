@@ -77,7 +77,7 @@ def test_failed_tool_turn_leaves_no_request_behind(setup):
 
     bad = copy.copy(setup["ctx"])
 
-    def boom(text, n_prev_calls):
+    def boom(text, n_prev_calls, policy=None):
         raise RuntimeError("tool backend down")
 
     bad.tool_turn_text = boom
