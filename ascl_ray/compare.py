@@ -1,4 +1,4 @@
-"""``ascl-ray compare DIR... [--out DIR] [--last N]``: compare runs (folders with ``metrics.jsonl`` +
+"""``ascl-ray compare DIR... [--out DIR] [--last N] [--group-by K1,K2]``: compare runs (folders with ``metrics.jsonl`` +
 ``config.json``) or sweep folders (their run sub-folders).
 
 Runs are grouped by the config keys that differ between them, seeds and paths excluded (e.g.
@@ -108,11 +108,20 @@ def _stats(vals: list[Optional[float]]) -> dict:
     return {"mean": sum(v) / len(v), "min": min(v), "max": max(v), "n": len(v)}
 
 
-def compare(dirs: list[str], last: int = 3) -> dict:
+def compare(dirs: list[str], last: int = 3, group_by: Optional[list[str]] = None) -> dict:
+    """``group_by``: the config keys that define a group (default: every key whose value differs between
+    the runs, seeds and paths excluded; name them when runs also differ in keys that are not part of the
+    design, e.g. a key added to the schema between runs)."""
     runs = [load_run(p) for p in find_runs(dirs)]
     cfgs = [r["config"] for r in runs if r["config"]]
     keys = sorted({k for c in cfgs for k in c})
-    diff = [k for k in keys if not k.startswith(IGNORED) and len({json.dumps(c.get(k)) for c in cfgs}) > 1]
+    if group_by:
+        unknown = [k for k in group_by if k not in keys]
+        if unknown:
+            raise ValueError(f"--group-by: {unknown} is in no run's config.json")
+        diff = list(group_by)
+    else:
+        diff = [k for k in keys if not k.startswith(IGNORED) and len({json.dumps(c.get(k)) for c in cfgs}) > 1]
     n_iter = max((len(r["history"]) for r in runs), default=0)
     for r in runs:
         if r["problem"] is None and len(r["history"]) < n_iter:
@@ -208,10 +217,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("dirs", nargs="+", help="run folders or sweep folders")
     p.add_argument("--out", default=None, help="where compare.md/json/png go (default: the first DIR)")
     p.add_argument("--last", type=int, default=3, help="iterations averaged for the final figures")
+    p.add_argument("--group-by", default=None, help="comma-separated config keys that define a group "
+                                                    "(default: every key that differs, seeds and paths excluded)")
     a = p.parse_args(argv)
     if a.last < 1:
         raise ValueError("--last: must be >= 1")
-    res = compare(a.dirs, last=a.last)
+    res = compare(a.dirs, last=a.last, group_by=a.group_by.split(",") if a.group_by else None)
     out = Path(a.out or a.dirs[0])
     out.mkdir(parents=True, exist_ok=True)
     md = to_markdown(res)

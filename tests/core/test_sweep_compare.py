@@ -61,6 +61,11 @@ def test_compare_values_groups_and_incomplete_runs(tmp_path):
     assert bad == {"4_ifpo_s1_partial": "partial: 2 of 4 iterations", "5_failed": "no config.json"}
     md = compare.to_markdown(res)
     assert "0.35 [0.25, 0.45]" in md and "4_ifpo_s1_partial: partial: 2 of 4 iterations" in md
+    # explicit grouping: runs that differ only in keys outside the design fall into one group
+    by_name = compare.compare([str(sw)], last=2, group_by=["algorithm.name"])
+    assert by_name["groups"]["algorithm.name=ifpo"]["n_seeds"] == 2
+    with pytest.raises(ValueError, match=r"--group-by: \['nope'\] is in no run's config.json"):
+        compare.compare([str(sw)], group_by=["nope"])
 
 
 def test_compare_cli_writes_outputs_and_survives_a_cut_off_run(tmp_path, capsys):
