@@ -200,13 +200,16 @@ def plot(res: dict, path: str) -> Optional[str]:
                     lo.append(min(v))
                     hi.append(max(v))
             color = f"C{i}"
-            ax.plot(xs, mean, color=color, label=label)
+            short = ", ".join(part.split("=", 1)[0].split(".")[-1] + "=" + part.split("=", 1)[1]
+                              for part in label.split(", ") if "=" in part and not part.endswith("=None")) or label
+            ax.plot(xs, mean, color=color, label=short)
             ax.fill_between(xs, lo, hi, color=color, alpha=0.2)
         ax.set_title(f"consultation: {name}")
         ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel("iteration")
-    axes[0][0].legend(fontsize=6)
-    fig.tight_layout()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 3), fontsize=8)
+    fig.tight_layout(rect=(0, 0.06 * ((len(labels) + 2) // 3), 1, 1))
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path

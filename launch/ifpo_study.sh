@@ -14,5 +14,6 @@ $PY -m ascl_ray.cli train -m "${COMMON[@]}" algorithm=ifpo algorithm.options.app
     algorithm.options.freq_scope=group,batch,ema hydra.sweep.dir="$OUT/ifpo_all" || rc=1
 $PY -m ascl_ray.cli train -m "${COMMON[@]}" algorithm=ifpo algorithm.options.apply_to=positive_only \
     algorithm.options.freq_scope=group hydra.sweep.dir="$OUT/ifpo_positive_only" || rc=1
-$PY -m ascl_ray.cli compare "$OUT/grpo" "$OUT/ifpo_all" "$OUT/ifpo_positive_only" --last 5 --out "$OUT"
+$PY -m ascl_ray.cli compare "$OUT/grpo" "$OUT/ifpo_all" "$OUT/ifpo_positive_only" --last 5 --out "$OUT" \
+    --group-by algorithm.name,algorithm.options.freq_scope,algorithm.options.apply_to
 exit $rc
