@@ -180,7 +180,7 @@ def demonstrations(rows: list[PromptRow], *, noise: float = 0.3, consult_rate: f
                 a, op, b = row.text[len("What is "):-1].split(" ")
                 ans = _arith(int(a), op, int(b)) + (rng.choice([-1, 1]) if wrong else 0)
                 answer = f"#### {ans}"
-            elif row.prompt_type == "gray_zone":
+            elif gray:
                 verdict = rng.choice(("comply", "refuse"))
                 if call is not None:   # the tool turn shows this verdict; the demo follows it unless wrong
                     policy = {row.category: verdict}

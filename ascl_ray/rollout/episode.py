@@ -53,8 +53,11 @@ def run_episodes(engine: Any, ctx: Any, tok: Any, rows: list[PromptRow], group_i
     ended_with_call = [False] * len(eps)
     turns = [0] * len(eps)
 
-    def spent(ep: Rollout, extra: int = 0) -> int:
-        return (len(ep.response_ids) if scfg.budget_includes_tool else ep.n_model_tokens) + extra
+    def spent(ep: Rollout, tool_turn: int = 0) -> int:
+        """Budget used so far, plus a tool turn about to be appended when tool turns count."""
+        if scfg.budget_includes_tool:
+            return len(ep.response_ids) + tool_turn
+        return ep.n_model_tokens
 
     def params_for(i: int) -> GenParams:
         ep = eps[i]
@@ -88,7 +91,7 @@ def run_episodes(engine: Any, ctx: Any, tok: Any, rows: list[PromptRow], group_i
         else:
             ep.malformed_call = ep.malformed_call or bool(info.get("malformed"))
         turn_ids = encode_segment(tok, turn_text)
-        room = min(scfg.max_new_tokens - spent(ep, len(turn_ids) if scfg.budget_includes_tool else 0),
+        room = min(scfg.max_new_tokens - spent(ep, len(turn_ids)),
                    scfg.max_model_len - len(ep.prompt_ids) - len(ep.response_ids) - len(turn_ids))
         if room <= 0:
             ep.truncated = True
