@@ -13,9 +13,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-# gray_zone [ours]: a request whose verdict (comply / refuse) is the deployment's current operator
-# policy, drawn per episode by the environment and stated only in the rule tool's answer
-PROMPT_TYPES = ("harmful", "benign_sensitive", "math", "gray_zone")
+
+def prompt_types() -> tuple[str, ...]:
+    """The prompt kinds: the names of the registered reward rules, in registration order (the built-ins
+    first: harmful, benign_sensitive, math, gray_zone; then plug-in kinds). gray_zone [ours]: a request whose
+    verdict (comply / refuse) is the deployment's current operator policy, drawn per episode by the
+    environment and stated only in the rule tool's answer. The registry is imported lazily so this module
+    stays low-level (the rules module is pure: no Ray / vLLM / DeepSpeed)."""
+    from ascl_ray.registry import get_registry
+
+    return tuple(get_registry("reward_rule").names_in_order())  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -24,7 +31,7 @@ class PromptRow:
 
     prompt_id:   stable id of the row (file:row or synthetic id), unique within a dataset
     text:        the user request
-    prompt_type: one of PROMPT_TYPES; selects the reward rule
+    prompt_type: one of prompt_types() (the registered reward rules); selects the reward rule
     reference:   math: the reference answer (GSM8K ``... #### 72`` or a MATH answer); else None
     math_kind:   ``gsm8k`` | ``math`` for math rows, else None
     category:    optional safety category (ties into the rule store), else None; a gray_zone row names
@@ -49,9 +56,10 @@ class PromptRow:
         if self.prompt_type == "gray_zone" and not self.category:
             raise ValueError(f"PromptRow {self.prompt_id!r}: gray_zone row needs field 'category' "
                              "(its operator-set category)")
-        if self.prompt_type not in PROMPT_TYPES:
+        kinds = prompt_types()
+        if self.prompt_type not in kinds:
             raise ValueError(
-                f"PromptRow {self.prompt_id!r}: prompt_type={self.prompt_type!r}, expected one of {PROMPT_TYPES}"
+                f"PromptRow {self.prompt_id!r}: prompt_type={self.prompt_type!r}, expected one of {kinds}"
             )
         if not isinstance(self.text, str) or not self.text.strip():
             raise ValueError(f"PromptRow {self.prompt_id!r}: field 'text' is empty")

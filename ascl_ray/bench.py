@@ -14,6 +14,7 @@ Rows:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -39,7 +40,7 @@ def memcpy_mbps(n_bytes: int, repeat: int = 5) -> float:
 def bench_loop(overrides: list[str], iters: int, out_dir: str) -> list[dict]:
     from ascl_ray.cli import compose
     from ascl_ray.driver import Trainer
-    from ascl_ray.learner.sync import make_sync_channel, verify_sync
+    from ascl_ray.sync.channels import make_sync_channel, verify_sync
 
     cfg = compose([f"trainer.out_dir={out_dir}", f"trainer.iterations={2 * iters + 2}", "tracking.progress=false",
                    "tracking.wandb_mode=disabled", *overrides])
@@ -108,15 +109,12 @@ def _sync_rows(label: str, reps: list, with_copy_row: bool = True) -> list[dict]
 
 def bench_sync_medium(tiny_path: str, work: str, hidden: int = 512, layers: int = 8) -> list[dict]:
     """A ~100 MB random Qwen2 with the tiny tokenizer: the sync path when bandwidth matters."""
-    import ray
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2Config
 
     from ascl_ray.cli import compose
-    from ascl_ray.config import to_dict
-    from ascl_ray.learner.actor import LearnerGroup
-    from ascl_ray.learner.sync import make_sync_channel, verify_sync
-    from ascl_ray.rollout.worker import RolloutGroup
+    from ascl_ray.runtime import build_stack
+    from ascl_ray.sync.channels import make_sync_channel, verify_sync
 
     tok = AutoTokenizer.from_pretrained(tiny_path)
     path = os.path.join(work, "medium-model")
@@ -127,11 +125,8 @@ def bench_sync_medium(tiny_path: str, work: str, hidden: int = 512, layers: int 
     AutoModelForCausalLM.from_config(cfgm).save_pretrained(path)
     tok.save_pretrained(path)
     cfg = compose([f"model.path={path}", "model.build_tiny=false"])
-    d = to_dict(cfg)
-    if not ray.is_initialized():
-        ray.init(include_dashboard=False, runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1"}})
-    L = LearnerGroup(path, d["learner"], d["algorithm"], cfg.grad_accum, tok.pad_token_id)
-    R = RolloutGroup(path, d["rollout"], d["method"], 0)
+    stack = build_stack(cfg, path, reward=False, sync=False, seed=0)
+    L, R = stack.learners, stack.rollout
     try:
         ch = make_sync_channel("object_store")
         reps = [ch.push(L, R) for _ in range(3)]
@@ -146,8 +141,7 @@ def bench_sync_medium(tiny_path: str, work: str, hidden: int = 512, layers: int 
         rows += _sync_rows(f"~100MB model, collective/{col.backend}", coll, with_copy_row=False)
         return rows
     finally:
-        L.shutdown()
-        R.shutdown()
+        stack.close()
 
 
 def bench_rollout(model_path: str, n_prompts: int = 32, max_new: int = 64, samples: int = 4,
@@ -156,20 +150,18 @@ def bench_rollout(model_path: str, n_prompts: int = 32, max_new: int = 64, sampl
     from transformers import AutoTokenizer
 
     from ascl_ray.cli import compose
-    from ascl_ray.config import to_dict
-    from ascl_ray.driver import load_prompts
+    from ascl_ray.runtime import load_prompts
     from ascl_ray.rollout.chat import prompt_ids
     from ascl_ray.rollout.engine import VLLMEngine
     from ascl_ray.rollout.episode import SamplingCfg, run_episodes
     from ascl_ray.rollout.method import build_context
 
     cfg = compose([f"model.path={model_path}"])
-    d = to_dict(cfg)
     tok = AutoTokenizer.from_pretrained(model_path)
     rows = [r for r in load_prompts(cfg)[0] if r.prompt_type != "math"][:n_prompts]
     eng = VLLMEngine(model_path, max_model_len=cfg.rollout.max_model_len, block_size=cfg.rollout.block_size)
-    with_tool = build_context(d["method"], tokenizer=tok)
-    no_tool = build_context({**d["method"], "max_tool_calls": 0}, tokenizer=tok)
+    with_tool = build_context(cfg.method, tokenizer=tok)
+    no_tool = build_context(dataclasses.replace(cfg.method, max_tool_calls=0), tokenizer=tok)
     no_tool.protocol = None  # the same prompts; tool calls are not executed (generation just continues)
     scfg = SamplingCfg(max_new_tokens=max_new, max_model_len=cfg.rollout.max_model_len)
     out: list[dict] = []
@@ -243,7 +235,7 @@ def bench_vllm_vs_hf_medium(path: str, n_prompts: int = 32, max_new: int = 64) -
     from transformers import AutoTokenizer
 
     from ascl_ray.cli import compose
-    from ascl_ray.driver import load_prompts
+    from ascl_ray.runtime import load_prompts
     from ascl_ray.rollout.chat import prompt_ids
     from ascl_ray.rollout.engine import VLLMEngine
 
@@ -288,7 +280,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     Path(a.out).mkdir(parents=True, exist_ok=True)
     from ascl_ray.cli import compose
-    from ascl_ray.driver import ensure_model
+    from ascl_ray.runtime import ensure_model
 
     model_path = ensure_model(compose(a.overrides))
     rows: list[dict] = []

@@ -36,7 +36,7 @@ import os
 import time
 from typing import Any, Optional
 
-from ascl_ray.batch import PROMPT_TYPES, PromptRow, Rollout
+from ascl_ray.batch import PromptRow, Rollout, prompt_types
 
 log = logging.getLogger("ascl_ray.cada")
 
@@ -47,11 +47,12 @@ def stratified_head(rows: list[PromptRow], limit: Optional[int]) -> list[PromptR
     """The first ``limit`` rows taking the prompt types in turn (so a small limit covers every type)."""
     if limit is None or limit >= len(rows):
         return list(rows)
-    by_type = {t: [r for r in rows if r.prompt_type == t] for t in PROMPT_TYPES}
+    kinds = prompt_types()
+    by_type = {t: [r for r in rows if r.prompt_type == t] for t in kinds}
     out: list[PromptRow] = []
     k = 0
     while len(out) < limit:
-        for t in PROMPT_TYPES:
+        for t in kinds:
             if k < len(by_type[t]) and len(out) < limit:
                 out.append(by_type[t][k])
         k += 1
@@ -97,7 +98,7 @@ class Counts:
 
     def summary(self, n_prompts_by_type: dict[str, int]) -> dict[str, Any]:
         by_type = {}
-        for t in PROMPT_TYPES:
+        for t in prompt_types():
             if t not in self.by_type:
                 continue
             c = dict(self.by_type[t])
@@ -120,15 +121,14 @@ def generate_chains(cfg: Any, out_path: str, *, samples: Optional[int] = None, l
     sampled, accepted, acceptance_rate, truncated, invalid, prompts, prompts_with_accepted), plus
     ``out_path``, ``meta_path``, ``seconds``. ``rejected_path``: also write the other samples there
     (same line format, for inspection or other baselines)."""
-    import ray
+    import dataclasses
+
     from transformers import AutoTokenizer
 
     from ascl_ray.config import ConfigError, to_dict
-    from ascl_ray.driver import ensure_model, load_prompts, score, start_ray
-    from ascl_ray.reward.pool import RewardPool
     from ascl_ray.rollout.chat import prompt_ids
     from ascl_ray.rollout.method import build_context
-    from ascl_ray.rollout.worker import RolloutGroup
+    from ascl_ray.runtime import build_stack, ensure_model, load_prompts, score
 
     t0 = time.perf_counter()
     if train_context not in TRAIN_CONTEXTS:
@@ -148,23 +148,20 @@ def generate_chains(cfg: Any, out_path: str, *, samples: Optional[int] = None, l
         raise ValueError("cada-chains: no prompts")
     model_path = ensure_model(cfg)
     tok = AutoTokenizer.from_pretrained(model_path)
-    spec_method = {**d["method"], "context_at_train": True}     # the spec is in context while sampling
-    plain_method = {**d["method"], "context_at_train": False}
+    spec_method = dataclasses.replace(cfg.method, context_at_train=True)   # the spec is in context while sampling
+    plain_method = dataclasses.replace(cfg.method, context_at_train=False)
     spec_system = build_context(spec_method, tokenizer=tok).system_text
     plain_system = build_context(plain_method, tokenizer=tok).system_text
-    rcfg = dict(d["rollout"])
-    if samples is not None:
-        rcfg["n_samples"] = int(samples)
+    rcfg = cfg.rollout if samples is None else dataclasses.replace(cfg.rollout, n_samples=int(samples))
 
-    started = start_ray(cfg)
-    rollout = pool = None
     counts = Counts()
     tmp = out_path + ".tmp"
     rej = open(rejected_path, "w") if rejected_path else None
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
+    stack = None
     try:
-        rollout = RolloutGroup(model_path, rcfg, spec_method, seed)
-        pool = RewardPool(d["reward"])
+        stack = build_stack(cfg, model_path, learners=False, method=spec_method, rollout_cfg=rcfg, seed=seed)
+        rollout, pool = stack.rollout, stack.pool
         with open(tmp, "w") as f:
             for c0 in range(0, len(rows), prompts_per_call):
                 chunk = rows[c0:c0 + prompts_per_call]
@@ -198,18 +195,12 @@ def generate_chains(cfg: Any, out_path: str, *, samples: Optional[int] = None, l
             rej.close()
         if os.path.exists(tmp):
             os.remove(tmp)
-        for part in (pool, rollout):
-            if part is not None:
-                try:
-                    part.shutdown()
-                except Exception as e:  # noqa: BLE001 - keep shutting down
-                    log.warning("shutdown of %s failed: %s", type(part).__name__, e)
-        if started:
-            ray.shutdown()
-    n_by_type = {t: sum(r.prompt_type == t for r in rows) for t in PROMPT_TYPES}
+        if stack is not None:
+            stack.close()
+    n_by_type = {t: sum(r.prompt_type == t for r in rows) for t in prompt_types()}
     out = counts.summary(n_by_type)
     out.update(out_path=out_path, meta_path=out_path + ".meta.json", train_context=train_context,
-               min_reward=min_reward, n_samples=rcfg["n_samples"], seconds=time.perf_counter() - t0)
+               min_reward=min_reward, n_samples=rcfg.n_samples, seconds=time.perf_counter() - t0)
     meta = {**out, "model": model_path, "method": d["method"], "system_spec": spec_system,
             "system_plain": plain_system, "reward": d["reward"]}
     with open(out["meta_path"], "w") as f:

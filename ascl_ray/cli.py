@@ -5,9 +5,10 @@
     ascl-ray compare DIR... [--out DIR]      table + curves of runs or sweep folders (ascl_ray.compare)
     ascl-ray build-tiny --out DIR            build the embedded tiny default model
     ascl-ray show-config [overrides...]      print the composed, validated config
+    ascl-ray plugins [PLUGIN_MODULE...]      every plug-in point and its registered names (after importing those)
     ascl-ray eval [overrides...]             benchmark suites -> report.md/json/png (ascl_ray.eval.harness)
     ascl-ray cada-chains [overrides...]      CADA self-generated reasoning chains -> SFT jsonl (ascl_ray.cada)
-    ascl-ray sft [overrides...]              SFT on a jsonl of demonstrations (ascl_ray.learner.sft_run)
+    ascl-ray sft [overrides...]              SFT on a jsonl of demonstrations (ascl_ray.sft_run)
     ascl-ray judge-check ...                 judge agreement with human labels (ascl_ray.reward.judge_check)
 
 Config groups live in ``conf/`` (model, rollout, learner, reward, algorithm, method, data, cluster).
@@ -17,12 +18,20 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Optional
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 GROUPS = ("model", "rollout", "learner", "reward", "algorithm", "method", "data", "cluster")
+
+
+def dict_overrides(overrides: list[str]) -> list[str]:
+    """``key={...}`` on a free-form dict (``method.policy``, ``method.tool_options``, ``algorithm.options``)
+    merges into it, new keys included: Hydra's struct mode refuses new keys for a plain ``key=``, so such
+    an override is passed as ``++key={...}`` (override or add). Other overrides are unchanged."""
+    return ["++" + o if re.match(r"^[A-Za-z_][\w.]*=\{", o) else o for o in overrides]
 
 
 def compose_node(overrides: list[str], conf_dir: Optional[str] = None, config_name: str = "config"):
@@ -44,7 +53,7 @@ def compose_node(overrides: list[str], conf_dir: Optional[str] = None, config_na
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=conf, version_base="1.3"):
-            cfg = hydra_compose(config_name=config_name, overrides=list(overrides))
+            cfg = hydra_compose(config_name=config_name, overrides=dict_overrides(overrides))
     except HydraException as e:
         raise ConfigError(f"overrides {list(overrides)}: {e}".replace("\n", " ")) from None
     finally:
@@ -104,12 +113,22 @@ def main(argv: Optional[list[str]] = None) -> int:
 
             print(OmegaConf.to_yaml(to_dict(compose(rest))))
             return 0
+        if cmd == "plugins":
+            from ascl_ray.registry import all_registries, import_plugins
+
+            try:
+                import_plugins(rest)
+            except ImportError as e:
+                raise ConfigError(str(e)) from None
+            for point, reg in all_registries().items():
+                print(f"{point:20s} {', '.join(reg.names_in_order())}")
+            return 0
         if cmd == "build-tiny":
             from ascl_ray.data.tiny_model import main as build_main
 
             build_main(rest)
             return 0
-        sub = {"eval": "ascl_ray.eval.harness", "cada-chains": "ascl_ray.cada", "sft": "ascl_ray.learner.sft_run",
+        sub = {"eval": "ascl_ray.eval.harness", "cada-chains": "ascl_ray.cada", "sft": "ascl_ray.sft_run",
                "compare": "ascl_ray.compare"}
         if cmd in sub:
             import importlib

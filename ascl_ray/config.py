@@ -77,6 +77,7 @@ class LearnerCfg:
     micro_batch_size: int = 16              # per rank
     gradient_checkpointing: bool = False
     offload_optimizer: bool = False
+    param_persistence_threshold: int = 10000   # ZeRO-3: parameters smaller than this stay on every rank
 
 
 @dataclass
@@ -97,8 +98,10 @@ class AlgorithmCfg:
 
 @dataclass
 class MethodCfg:
-    name: str = "ascl"                      # plain | ascl | cada | rules_in_context
-    protocol: str = "hermes"                # hermes | plain_tags
+    name: str = "ascl"                      # registered method: plain | ascl | cada | rules_in_context | plug-ins
+    wire_format: str = "hermes"             # how tool calls are written: hermes | plain_tags (registered formats)
+    tools: Optional[list[str]] = None       # registered tools offered; null: the method's own (ascl: the rule tool)
+    tool_options: dict[str, Any] = field(default_factory=dict)   # {tool name: {option: value}} for plug-in tools
     retriever: str = "by_category"          # whole_spec | by_category | bm25
     retriever_opts: dict[str, Any] = field(default_factory=lambda: {"compact": True})
     spec_path: Optional[str] = None         # None: the default spec shipped with ascl_ray
@@ -168,7 +171,20 @@ class TrainConfig:
     tracking: TrackingCfg = field(default_factory=TrackingCfg)
 
     def validate(self) -> "TrainConfig":
+        from ascl_ray.registry import get_registry, import_plugins
+
         r, l, a, m, d, t = self.rollout, self.learner, self.algorithm, self.method, self.data, self.trainer
+        # plug-ins first: their imports register the names checked below (estimators, losses, judges, rules)
+        try:
+            import_plugins(a.plugins)
+        except (ImportError, ValueError) as e:
+            raise ConfigError(f"algorithm.plugins: {e}") from None
+        for point, value, key in (("advantage_estimator", a.name, "algorithm.name"),
+                                  ("policy_loss", a.policy_loss, "algorithm.policy_loss")):
+            try:
+                get_registry(point).check(value, key)  # a registered name or an importable 'module:fn'
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
         _check(r.engine in ("vllm",), "rollout.engine", f"unknown engine {r.engine!r}; known: ['vllm']")
         _check(r.n_samples >= 1, "rollout.n_samples", f"must be >= 1, got {r.n_samples}")
         _check(r.num_workers >= 1, "rollout.num_workers", f"must be >= 1, got {r.num_workers}")
@@ -202,10 +218,14 @@ class TrainConfig:
         _check(a.kl_kind in ("k1", "k2", "k3"), "algorithm.kl_kind", f"unknown {a.kl_kind!r}")
         _check(a.tis_cap >= 0, "algorithm.tis_cap", f"must be >= 0, got {a.tis_cap}")
         _check(a.old_logprobs in ("learner", "rollout"), "algorithm.old_logprobs", f"unknown {a.old_logprobs!r}")
-        _check(m.name in ("plain", "ascl", "cada", "rules_in_context"), "method.name",
-               f"unknown method {m.name!r}; known: ['plain', 'ascl', 'cada', 'rules_in_context']")
-        _check(m.protocol in ("hermes", "plain_tags"), "method.protocol", f"unknown protocol {m.protocol!r}")
-        _check(m.retriever in ("whole_spec", "by_category", "bm25"), "method.retriever", f"unknown retriever {m.retriever!r}")
+        names = [("method", m.name, "method.name"), ("wire_format", m.wire_format, "method.wire_format"),
+                 ("retriever", m.retriever, "method.retriever"), ("sync_channel", t.sync_channel, "trainer.sync_channel")]
+        names += [("tool", name, f"method.tools[{i}]") for i, name in enumerate(m.tools or [])]
+        for point, value, key in names:
+            try:
+                get_registry(point).check(value, key)   # registered (built-in or a plug-in's) or 'module:obj'
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
         _check(m.prompt_style in ("full", "short"), "model.prompt_style", f"must be full or short, got {m.prompt_style!r}")
         _check(m.policy_draw in ("episode", "fixed"), "method.policy_draw",
                f"must be episode or fixed, got {m.policy_draw!r}")
@@ -216,8 +236,6 @@ class TrainConfig:
         _check(d.source != "jsonl" or bool(d.path), "data.path", "required when data.source=jsonl")
         _check(0 <= d.eval_frac < 1, "data.eval_frac", f"must be in [0, 1), got {d.eval_frac}")
         _check(t.iterations >= 1, "trainer.iterations", f"must be >= 1, got {t.iterations}")
-        _check(t.sync_channel in ("object_store", "shm", "collective"), "trainer.sync_channel",
-               f"unknown {t.sync_channel!r}; known: object_store, shm, collective")
         _check(t.sync_backend in ("auto", "gloo", "nccl"), "trainer.sync_backend",
                f"must be auto, gloo or nccl, got {t.sync_backend!r}")
         _check(t.sync_tol > 0, "trainer.sync_tol", f"must be > 0, got {t.sync_tol}")
@@ -237,9 +255,27 @@ class TrainConfig:
         return max(1, -(-per_rank // min(self.learner.micro_batch_size, max(per_rank, 1))))
 
 
+# old key -> new key: a config (or override) that still uses the old name gets an error naming the new one
+RENAMED_KEYS = {"method.protocol": "method.wire_format"}
+
+
+def check_renamed(cfg: DictConfig | dict) -> None:
+    """ConfigError for a key that was renamed (``RENAMED_KEYS``), naming its new key."""
+    for old, new in RENAMED_KEYS.items():
+        node: Any = cfg
+        for part in old.split("."):
+            node = node.get(part) if isinstance(node, (dict, DictConfig)) else None
+            if node is None:
+                break
+        else:
+            raise ConfigError(f"{old}: renamed to {new}; use {new}=... instead")
+
+
 def load_config(cfg: DictConfig | dict) -> TrainConfig:
     """Merge a composed Hydra config onto the typed schema and validate it."""
     from omegaconf.errors import OmegaConfBaseException
+
+    check_renamed(cfg)
 
     schema = OmegaConf.structured(TrainConfig)
     try:

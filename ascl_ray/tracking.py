@@ -126,7 +126,7 @@ class Tracker:
         plt.close(fig)
         return path
 
-    def finish(self) -> None:
+    def close(self) -> None:
         for bar in self.bars.values():
             bar.close()
         self._jsonl.close()

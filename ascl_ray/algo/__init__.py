@@ -11,13 +11,17 @@ from .advantages import (
     list_advantage_estimators,
     register_advantage_estimator,
 )
+from .estimate import AdvantageOutput, estimate, groups_both_modes
 from .correction import mismatch_metrics, tis_weights
 from .ifpo import ifpo_stats, ifpo_weights
 from .kl import kl_estimate, kl_loss, kl_reward_penalty
 from .losses import agg_loss, get_policy_loss, list_policy_losses, register_policy_loss
-from .registry import UnknownNameError, import_plugins
+from ascl_ray.registry import UnknownNameError, import_plugins
 
 __all__ = [
+    "AdvantageOutput",
+    "estimate",
+    "groups_both_modes",
     "get_advantage_estimator",
     "register_advantage_estimator",
     "list_advantage_estimators",

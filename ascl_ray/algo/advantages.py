@@ -29,8 +29,8 @@ from typing import Any, Callable, Optional
 import torch
 
 from .groups import make_groups, out_dtype, validate_inputs
-from .ifpo import check_ifpo_options, ifpo_weights
-from .registry import Registry
+from .ifpo import check_ifpo_options, ifpo_metrics, ifpo_weights
+from ascl_ray.registry import Registry
 
 __all__ = [
     "ADVANTAGE_ESTIMATORS",
@@ -44,12 +44,22 @@ __all__ = [
     "filter_uniform_groups",
 ]
 
-ADVANTAGE_ESTIMATORS = Registry("advantage estimator")
+ADVANTAGE_ESTIMATORS = Registry("advantage estimator", point="advantage_estimator")
 
 
-def register_advantage_estimator(name: str, *, overwrite: bool = False) -> Callable:
-    """Decorator: register ``f(rewards, group_ids, modes=None, **options) -> advantages [B]``."""
-    return ADVANTAGE_ESTIMATORS.register(name, overwrite=overwrite)
+def register_advantage_estimator(name: str, *, overwrite: bool = False, metrics: Optional[Callable] = None) -> Callable:
+    """Decorator: register ``f(rewards, group_ids, modes=None, **options) -> advantages [B]``.
+
+    An estimator with state across iterations takes a ``state`` keyword (a dict it updates); ``metrics``
+    is its logging hook (see :mod:`ascl_ray.algo.estimate`), attached as ``f.advantage_metrics``."""
+    reg = ADVANTAGE_ESTIMATORS.register(name, overwrite=overwrite)
+
+    def deco(f: Callable) -> Callable:
+        if metrics is not None:
+            f.advantage_metrics = metrics  # type: ignore[attr-defined]
+        return reg(f)
+
+    return deco
 
 
 def list_advantage_estimators() -> list[str]:
@@ -149,7 +159,7 @@ def reinforce_pp_baseline_advantages(
     return adv.to(dtype)
 
 
-@register_advantage_estimator("ifpo")
+@register_advantage_estimator("ifpo", metrics=ifpo_metrics)
 def ifpo_advantages(
     rewards: Any,
     group_ids: Any,

@@ -29,7 +29,7 @@ import torch
 
 from .groups import check_rewards, make_groups, validate_inputs, _as_tensor
 
-__all__ = ["ifpo_weights", "ifpo_stats", "check_ifpo_options", "FREQ_SCOPES", "APPLY_TO", "WEIGHT_HIST_BINS"]
+__all__ = ["ifpo_weights", "ifpo_stats", "ifpo_metrics", "check_ifpo_options", "FREQ_SCOPES", "APPLY_TO", "WEIGHT_HIST_BINS"]
 
 FREQ_SCOPES = ("group", "batch", "ema")
 APPLY_TO = ("all", "positive_only")
@@ -229,4 +229,18 @@ def ifpo_stats(
         for key, lo, hi in WEIGHT_HIST_BINS:
             sel = is_one if lo is None else (w >= lo) & (w < hi) & ~is_one
             out[f"ifpo/weight_hist/{key}"] = float(sel.sum())
+    return out
+
+
+def ifpo_metrics(rewards: Any, group_ids: Any, modes: Any, advantages: Any, *, options: dict,
+                 state: Optional[dict] = None, prompt_types: Optional[list[str]] = None) -> dict[str, float]:
+    """The ``ifpo`` estimator's metrics hook: weight stats (``ifpo/weight_mean|min|max``, ``ifpo/weight_hist/*``)
+    of the weights this step used (read-only: the estimator already updated the EMA), and ``ifpo/p_ema``
+    with freq_scope="ema"."""
+    opts = {k: v for k, v in options.items() if k not in ("norm_std", "eps")}
+    w = ifpo_weights(group_ids, modes, state=state, **opts)
+    stats = ifpo_stats(rewards, group_ids, modes, prompt_types, weights=w)
+    out = {k: v for k, v in stats.items() if k.startswith("ifpo/weight")}
+    if state is not None and EMA_KEY in state:
+        out["ifpo/p_ema"] = float(state[EMA_KEY])
     return out

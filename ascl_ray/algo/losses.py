@@ -25,7 +25,7 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from .registry import Registry
+from ascl_ray.registry import Registry
 
 __all__ = [
     "POLICY_LOSSES",
@@ -40,7 +40,7 @@ __all__ = [
     "LOG_RATIO_CLAMP",
 ]
 
-POLICY_LOSSES = Registry("policy loss")
+POLICY_LOSSES = Registry("policy loss", point="policy_loss")
 AGG_MODES = ("token-mean", "seq-mean-token-sum", "seq-mean-token-mean")
 # log(pi/pi_old) is clamped to [-20, 20] before exp (as verl does) so that ratios stay finite
 LOG_RATIO_CLAMP = 20.0

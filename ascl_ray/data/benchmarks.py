@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
-from ascl_ray.batch import PROMPT_TYPES, PromptRow
+from ascl_ray.batch import PromptRow, prompt_types
 
 FORMATS = ("csv", "jsonl", "json")
 MATH_KINDS = ("gsm8k", "math")
@@ -100,8 +100,9 @@ class BenchmarkSpec:
 
     def __post_init__(self) -> None:
         where = f"benchmark {self.name!r}"
-        if self.prompt_type not in PROMPT_TYPES:
-            raise BenchmarkError(f"{where}: prompt_type={self.prompt_type!r}, expected one of {PROMPT_TYPES}")
+        kinds = prompt_types()
+        if self.prompt_type not in kinds:
+            raise BenchmarkError(f"{where}: prompt_type={self.prompt_type!r}, expected one of {kinds}")
         if self.format is not None and self.format not in FORMATS:
             raise BenchmarkError(f"{where}: format={self.format!r}, expected one of {FORMATS}")
         if not self.text_column:

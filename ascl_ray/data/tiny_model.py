@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from ascl_ray.rollout.protocol import CHATML_TOOL_TEMPLATE as CHAT_TEMPLATE  # Qwen2.5-style tool turns
+from ascl_ray.tools.wire import CHATML_TOOL_TEMPLATE as CHAT_TEMPLATE  # Qwen2.5-style tool turns
 
 SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 TOOL_TAGS = ["<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>",
@@ -67,7 +67,7 @@ TINY_VERSION = 5  # bump when the builder changes, so cached tiny models are reb
 
 def build_spec(method_cfg: dict, sft_steps: int, sft_noise: float, seed: int) -> dict:
     """What a built tiny model depends on (stored in ascl_build.json; a mismatch triggers a rebuild)."""
-    keep = ("name", "protocol", "retriever", "retriever_opts", "spec_path", "max_tool_calls", "system_prompt",
+    keep = ("name", "wire_format", "retriever", "retriever_opts", "spec_path", "max_tool_calls", "system_prompt",
             "prompt_style")
     return {"version": TINY_VERSION, "method": {k: method_cfg.get(k) for k in keep if k in method_cfg},
             "sft_steps": sft_steps, "sft_noise": sft_noise, "seed": seed}
@@ -97,7 +97,7 @@ def build_tiny_model(out_dir: str, *, method_cfg: Optional[dict] = None, hidden:
     from ascl_ray.learner.sft import sft_examples, sft_loss
     from ascl_ray.rollout.method import build_context
 
-    method_cfg = method_cfg or {"name": "ascl"}
+    method_cfg = method_cfg or {"name": "ascl", "retriever_opts": {}}  # by_category, not compact (as before)
     t0 = time.time()
     torch.manual_seed(seed)
     random.seed(seed)

@@ -139,18 +139,18 @@ def compose_eval(overrides: Sequence[str], conf_dir: Optional[str] = None) -> tu
     return load_config(cfg), ecfg
 
 
-def method_config(overrides: Sequence[str], method: str, conf_dir: Optional[str] = None) -> dict:
-    """The composed ``method`` block for ``method`` (the user's ``method.*`` overrides applied), with
-    ``context_at_train`` set to ``context_at_eval``: the rollout worker builds its context in train
-    mode, so this makes it use the eval-time choice (CADA ``context_at_eval``)."""
-    from ascl_ray.config import load_config, to_dict
+def method_config(overrides: Sequence[str], method: str, conf_dir: Optional[str] = None) -> Any:
+    """The composed, typed ``method`` config (``MethodCfg``) for ``method`` (the user's ``method.*`` overrides
+    applied), made eval-time: the rollout worker builds its context in train mode, so ``context_at_train``
+    takes ``context_at_eval`` (CADA) and operator-set verdicts are fixed (``policy_draw=fixed``: spec
+    defaults + ``method.policy``), never drawn per episode as in training."""
+    from ascl_ray.config import load_config
 
     keep = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in ("method",)]
     cfg = _hydra_compose(keep + [f"method={method}"], conf_dir)
     cfg.pop("eval", None)
-    d = to_dict(load_config(cfg))["method"]
-    d["context_at_train"] = d["context_at_eval"]
-    return d
+    m = load_config(cfg).method
+    return dataclasses.replace(m, context_at_train=m.context_at_eval, policy_draw="fixed")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -369,27 +369,6 @@ def _jsonl(path: Path, rows: Iterable[Mapping]) -> None:
             fh.write(json.dumps(r, default=str) + "\n")
 
 
-def _stop_rollout_group(group: Any, timeout_s: float = 60.0) -> None:
-    """Graceful actor exit first (lets vLLM shut its engine-core process down), then kill."""
-    import ray
-
-    refs = []
-    for w in group.workers:
-        try:
-            refs.append(w.__ray_terminate__.remote())
-        except Exception:  # noqa: BLE001 - already gone
-            pass
-    if refs:
-        try:
-            ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
-        except Exception:  # noqa: BLE001
-            pass
-    try:
-        group.shutdown()
-    except Exception:  # noqa: BLE001 - already dead
-        pass
-
-
 def _log_wandb(cfg: Any, ecfg: EvalCfg, cfg_dict: dict, summaries: Mapping[str, Mapping], out_dir: Path,
                meta: Mapping[str, Any]) -> Optional[str]:
     mode = cfg.tracking.wandb_mode
@@ -431,8 +410,8 @@ def prepare(overrides: Sequence[str], conf_dir: Optional[str] = None) -> dict[st
     from transformers import AutoTokenizer
 
     from ascl_ray.config import ConfigError
-    from ascl_ray.driver import ensure_model
     from ascl_ray.rollout.method import build_context
+    from ascl_ray.runtime import ensure_model
 
     cfg, ecfg = compose_eval(overrides, conf_dir)
     data = load_eval_data(ecfg)
@@ -443,7 +422,7 @@ def prepare(overrides: Sequence[str], conf_dir: Optional[str] = None) -> dict[st
     if max_pos and cfg.rollout.max_model_len > max_pos:
         log.info("rollout.max_model_len %d > the model's max_position_embeddings %d: using %d",
                  cfg.rollout.max_model_len, max_pos, max_pos)
-        cfg.rollout.max_model_len = max_pos
+        cfg = dataclasses.replace(cfg, rollout=dataclasses.replace(cfg.rollout, max_model_len=max_pos))
         if cfg.rollout.max_new_tokens >= max_pos:
             raise ConfigError(f"rollout.max_new_tokens: {cfg.rollout.max_new_tokens} does not fit the model's "
                               f"max_position_embeddings {max_pos}")
@@ -460,14 +439,10 @@ def prepare(overrides: Sequence[str], conf_dir: Optional[str] = None) -> dict[st
 
 def run(prep: Mapping[str, Any], t_start: Optional[float] = None) -> dict[str, Any]:
     """Start Ray + actors, generate and score every method, write the report. Returns paths + summaries."""
-    import ray
-
     from ascl_ray.config import to_dict
-    from ascl_ray.driver import score, start_ray
     from ascl_ray.eval.metrics import summarize
     from ascl_ray.eval.report import write_report
-    from ascl_ray.reward.pool import RewardPool
-    from ascl_ray.rollout.worker import RolloutGroup
+    from ascl_ray.runtime import build_stack, score
 
     t_start = time.perf_counter() if t_start is None else t_start
     cfg, ecfg, data, methods = prep["cfg"], prep["ecfg"], prep["data"], prep["methods"]
@@ -479,22 +454,21 @@ def run(prep: Mapping[str, Any], t_start: Optional[float] = None) -> dict[str, A
     log.info("eval: %d prompts over %d benchmarks x k=%d samples x %d method(s) %s; model %s; out %s",
              n_prompts, len(data), ecfg.k, len(methods), methods, prep["model_path"], out_dir)
     (out_dir / "config.json").write_text(json.dumps({**d, "eval": dataclasses.asdict(ecfg),
-                                                     "methods": prep["mcfgs"]}, indent=2, default=str))
+                                                     "methods": {m: dataclasses.asdict(mc) for m, mc in prep["mcfgs"].items()}},
+                                                    indent=2, default=str))
 
-    started_ray = start_ray(cfg, default_num_cpus=2)
     summaries: dict[str, dict] = {}
     diag: dict[str, dict] = {}
     timing: dict[str, dict[str, float]] = {}
-    pool = None
-    try:
-        t0 = time.perf_counter()
-        pool = RewardPool(d["reward"])
+    t0 = time.perf_counter()
+    with build_stack(cfg, prep["model_path"], learners=False, rollout=False, default_num_cpus=2) as stack:
+        pool = stack.pool
         pool_s = time.perf_counter() - t0
         log.info("reward pool up in %.1fs (judge %s)", pool_s, cfg.reward.judge)
         for m in methods:
             tm = {"startup_s": 0.0, "generate_s": 0.0, "score_s": 0.0, "model_tokens": 0.0}
             t0 = time.perf_counter()
-            group = RolloutGroup(prep["model_path"], d["rollout"], prep["mcfgs"][m], cfg.trainer.seed)
+            group = stack.replace_rollout(method=prep["mcfgs"][m])
             tm["startup_s"] = time.perf_counter() - t0
             log.info("[%s] rollout workers up in %.1fs", m, tm["startup_s"])
             rollouts = []
@@ -524,7 +498,8 @@ def run(prep: Mapping[str, Any], t_start: Optional[float] = None) -> dict[str, A
             finally:
                 if bar is not None:
                     bar.close()
-                _stop_rollout_group(group)
+                stack.rollout = None
+                group.close()
             records = build_records(rollouts, ecfg.gated_policy)
             summaries[m] = summarize(records, ecfg.k)
             diag[m] = diagnostics(rollouts)
@@ -535,11 +510,6 @@ def run(prep: Mapping[str, Any], t_start: Optional[float] = None) -> dict[str, A
             log.info("[%s] %d samples in %.1fs generate + %.1fs score; %s", m, len(rollouts), tm["generate_s"],
                      tm["score_s"], _headline_line(summaries[m]))
         pool_stats = dict(pool.stats)
-    finally:
-        if pool is not None:
-            pool.shutdown()
-        if started_ray:
-            ray.shutdown()
 
     wall = time.perf_counter() - t_start
     meta = {

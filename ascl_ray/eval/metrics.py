@@ -70,6 +70,11 @@ RECORD_FIELDS: dict[str, str] = {
     "response_len": "int: response length in tokens",
 }
 REQUIRED_FIELDS = ("benchmark", "prompt_id", "prompt_type", "sample_idx", "consulted", "n_calls", "response_len")
+# The prompt kinds the eval metrics are defined for (each has a HEADLINE metric): a deliberate subset of the
+# training prompt kinds ``ascl_ray.batch.prompt_types()`` (the registered reward rules). gray_zone and plug-in
+# kinds are left out: their right answer depends on per-episode state (the operator verdict) that an eval
+# record does not carry, so safety_rate / refusal_rate would not measure them. A kind added here needs a
+# HEADLINE entry; tests/contracts checks that every kind here is a registered reward rule.
 PROMPT_TYPES = ("harmful", "benign_sensitive", "math")
 
 # metric name -> (record field, kind) ; kind: "prop" (0/1 share) or "mean"

@@ -13,6 +13,7 @@ from typing import Any, Optional
 import ray
 
 from ascl_ray.batch import Rollout, collate
+from ascl_ray.config import AlgorithmCfg, LearnerCfg
 from ascl_ray.learner.sft import even_split, pad_sft
 
 
@@ -25,7 +26,7 @@ def _free_port() -> int:
 @ray.remote
 class LearnerActor:
     def __init__(self, rank: int, world_size: int, master_addr: str, master_port: int, model_path: str,
-                 lcfg: dict, acfg: dict, grad_accum: int, pad_id: int):
+                 lcfg: LearnerCfg, acfg: AlgorithmCfg, grad_accum: int, pad_id: int):
         from ascl_ray.resources import actor_env_defaults
 
         actor_env_defaults()
@@ -34,9 +35,9 @@ class LearnerActor:
         import torch
 
         torch.set_num_threads(1)
-        from ascl_ray import algo
+        from ascl_ray.registry import import_plugins
 
-        algo.import_plugins(acfg.get("plugins") or [])
+        import_plugins(acfg.plugins)
         from ascl_ray.learner.policy import Policy
 
         self.rank, self.pad_id, self.grad_accum = rank, pad_id, grad_accum
@@ -74,7 +75,7 @@ class LearnerActor:
         """Collective; rank 0 returns (safetensors bytes, sha256) as two objects."""
         from safetensors.torch import save
 
-        from ascl_ray.rollout.engine import payload_digest
+        from ascl_ray.sync import payload_digest
 
         state = self.policy.export_state()
         if state is None:
@@ -92,11 +93,11 @@ class LearnerActor:
         os.replace(tmp, path)
         return digest
 
-    # ---- collective weight sync (ascl_ray.learner.collective): rank 0 is rank 0 of the sync group
+    # ---- collective weight sync (ascl_ray.sync.collective): rank 0 is rank 0 of the sync group
     def sync_group_init(self, addr: str, port: int, world_size: int, backend: str, timeout_s: float) -> bool:
         if self.rank != 0:
             return False
-        from ascl_ray.learner.collective import new_group
+        from ascl_ray.sync.collective import new_group
 
         self._sync_group = None                      # drop an older group first (re-init after a replacement)
         self._sync_group = new_group(addr, port, 0, world_size, backend, timeout_s)
@@ -106,7 +107,7 @@ class LearnerActor:
     def broadcast_weights(self, version: int) -> Optional[tuple[int, str]]:
         """Collective over the learner ranks (ZeRO-3 gather); rank 0 then broadcasts to the engines
         and returns (bytes, sha256 of what it sent)."""
-        from ascl_ray.learner.collective import device_for, send
+        from ascl_ray.sync.collective import device_for, send
 
         state = self.policy.export_state()
         if state is None:
@@ -188,17 +189,19 @@ def learner_placement(world_size: int, num_cpus: float, num_gpus: float, resourc
 
 
 class LearnerGroup:
-    def __init__(self, model_path: str, lcfg: dict, acfg: dict, grad_accum: int, pad_id: int):
+    """The learner ranks of one run (typed ``learner`` and ``algorithm`` config, passed as is to every rank)."""
+
+    def __init__(self, model_path: str, lcfg: LearnerCfg, acfg: AlgorithmCfg, grad_accum: int, pad_id: int):
         from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-        self.world_size = int(lcfg["num_actors"])
+        self.world_size = int(lcfg.num_actors)
         self.lcfg = lcfg
         self.pg, (addr, port, self.rank0_node) = learner_placement(
-            self.world_size, lcfg["num_cpus_per_actor"], lcfg["num_gpus_per_actor"], lcfg["resources"],
-            lcfg["placement_timeout_s"])
+            self.world_size, lcfg.num_cpus_per_actor, lcfg.num_gpus_per_actor, lcfg.resources,
+            lcfg.placement_timeout_s)
         self.actors = [
-            LearnerActor.options(num_cpus=lcfg["num_cpus_per_actor"], num_gpus=lcfg["num_gpus_per_actor"],
-                                 resources=dict(lcfg["resources"] or {}),
+            LearnerActor.options(num_cpus=lcfg.num_cpus_per_actor, num_gpus=lcfg.num_gpus_per_actor,
+                                 resources=dict(lcfg.resources or {}),
                                  scheduling_strategy=PlacementGroupSchedulingStrategy(
                                      self.pg, placement_group_bundle_index=r)).remote(
                 r, self.world_size, addr, port, model_path, lcfg, acfg, grad_accum, pad_id)
@@ -215,7 +218,7 @@ class LearnerGroup:
             raise ValueError(f"learner: batch of {len(rollouts)} rollouts does not split over {W} ranks")
         n = len(rollouts) // W
         shards = [rollouts[r * n:(r + 1) * n] for r in range(W)]
-        res = ray.get([a.update.remote(s, self.lcfg["num_mini_batches"], self.lcfg["epochs"])
+        res = ray.get([a.update.remote(s, self.lcfg.num_mini_batches, self.lcfg.epochs)
                        for a, s in zip(self.actors, shards)])
         keys = res[0].keys()
         return {k: sum(r[k] for r in res) / W for k in keys}
@@ -268,7 +271,7 @@ class LearnerGroup:
     def peak_rss_mb(self) -> list[float]:
         return self._all("peak_rss_mb")
 
-    def shutdown(self) -> None:
+    def close(self) -> None:
         try:
             self._all("shutdown")
         finally:

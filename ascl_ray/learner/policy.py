@@ -15,9 +15,11 @@ import torch.nn.functional as F
 
 from ascl_ray import algo
 from ascl_ray.batch import TrainBatch
+from ascl_ray.config import AlgorithmCfg, LearnerCfg
 
 
-def ds_config(lcfg: dict, world_size: int, grad_accum: int, train: bool = True) -> dict:
+def ds_config(lcfg: "LearnerCfg", world_size: int, grad_accum: int, train: bool = True) -> dict:
+    """The DeepSpeed ZeRO-3 config of one learner group (typed ``learner`` config in, DeepSpeed's dict out)."""
     cfg: dict[str, Any] = {
         "train_micro_batch_size_per_gpu": 1,
         "gradient_accumulation_steps": grad_accum,
@@ -26,18 +28,18 @@ def ds_config(lcfg: dict, world_size: int, grad_accum: int, train: bool = True) 
             "stage": 3,
             "overlap_comm": False,
             "contiguous_gradients": True,
-            "stage3_param_persistence_threshold": lcfg.get("param_persistence_threshold", 10000),
+            "stage3_param_persistence_threshold": lcfg.param_persistence_threshold,
         },
-        "bf16": {"enabled": lcfg["dtype"] == "bfloat16"},
+        "bf16": {"enabled": lcfg.dtype == "bfloat16"},
         "steps_per_print": 10**9,
         "wall_clock_breakdown": False,
     }
     if train:
-        cfg["gradient_clipping"] = lcfg["grad_clip"]
+        cfg["gradient_clipping"] = lcfg.grad_clip
         cfg["optimizer"] = {"type": "AdamW", "params": {
-            "lr": lcfg["lr"], "betas": [0.9, 0.999], "eps": 1e-8,
-            "weight_decay": lcfg["weight_decay"], "torch_adam": True}}
-        if lcfg.get("offload_optimizer"):
+            "lr": lcfg.lr, "betas": [0.9, 0.999], "eps": 1e-8,
+            "weight_decay": lcfg.weight_decay, "torch_adam": True}}
+        if lcfg.offload_optimizer:
             cfg["zero_optimization"]["offload_optimizer"] = {"device": "cpu"}
     return cfg
 
@@ -58,30 +60,30 @@ def masked_nll_sum(model: Any, input_ids: torch.Tensor, attention_mask: torch.Te
 
 
 class Policy:
-    def __init__(self, model_path: str, lcfg: dict, acfg: dict, rank: int, world_size: int, grad_accum: int):
+    def __init__(self, model_path: str, lcfg: "LearnerCfg", acfg: "AlgorithmCfg", rank: int, world_size: int, grad_accum: int):
         import deepspeed
         from transformers import AutoConfig, AutoModelForCausalLM
         from transformers.integrations import HfDeepSpeedConfig
 
         self.rank, self.world_size, self.lcfg, self.acfg = rank, world_size, lcfg, acfg
         self.model_path = model_path
-        deepspeed.init_distributed(dist_backend=lcfg["backend"])
-        dtype = torch.bfloat16 if lcfg["dtype"] == "bfloat16" else torch.float32
+        deepspeed.init_distributed(dist_backend=lcfg.backend)
+        dtype = torch.bfloat16 if lcfg.dtype == "bfloat16" else torch.float32
         self.ds_cfg = ds_config(lcfg, world_size, grad_accum)
         # while this object lives, every from_pretrained is a ZeRO-3 collective (all ranks load)
         self._hf_ds = HfDeepSpeedConfig(self.ds_cfg)
         self.hf_config = AutoConfig.from_pretrained(model_path)
         model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype)
-        if lcfg.get("gradient_checkpointing"):
+        if lcfg.gradient_checkpointing:
             model.gradient_checkpointing_enable()
         self.engine, _, _, _ = deepspeed.initialize(model=model, model_parameters=model.parameters(), config=self.ds_cfg)
         self.ref = None
-        if acfg["kl_coef"] > 0:
+        if acfg.kl_coef > 0:
             ref_cfg = ds_config(lcfg, world_size, grad_accum, train=False)
             ref_model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype)
             self.ref, _, _, _ = deepspeed.initialize(model=ref_model, config=ref_cfg)
             self.ref.eval()
-        self.loss_fn = algo.get_policy_loss(acfg["policy_loss"])
+        self.loss_fn = algo.get_policy_loss(acfg.policy_loss)
 
     # ------------------------------------------------------------------ forward
     @torch.no_grad()
@@ -100,10 +102,10 @@ class Policy:
         mask = batch.loss_mask
         prep: dict[str, Any] = {"metrics": {k: float(v) for k, v in
                                             algo.mismatch_metrics(learner_lp, batch.rollout_logprobs, mask).items()}}
-        prep["is_w"] = (algo.tis_weights(learner_lp, batch.rollout_logprobs, mask, cap=a["tis_cap"])
-                        if a["tis_cap"] > 0 else None)
+        prep["is_w"] = (algo.tis_weights(learner_lp, batch.rollout_logprobs, mask, cap=a.tis_cap)
+                        if a.tis_cap > 0 else None)
         prep["ref_lp"] = self.logprobs(batch.input_ids, batch.attention_mask, ref=True) if self.ref is not None else None
-        prep["old_lp"] = batch.rollout_logprobs if a["old_logprobs"] == "rollout" else learner_lp
+        prep["old_lp"] = batch.rollout_logprobs if a.old_logprobs == "rollout" else learner_lp
         return prep
 
     def update(self, batch: TrainBatch, prep: dict[str, Any], micro_batches: list[list[int]]) -> dict[str, float]:
@@ -118,12 +120,12 @@ class Policy:
             lp = token_logprobs(self.engine, batch.input_ids[ix], batch.attention_mask[ix])
             m = mask[ix]
             adv = batch.advantages[ix][:, None].expand_as(lp)
-            loss, lm = self.loss_fn(lp, old_lp[ix], adv, m, agg=a["loss_agg"],
-                                    is_weights=None if is_w is None else is_w[ix], **a["loss_opts"])
+            loss, lm = self.loss_fn(lp, old_lp[ix], adv, m, agg=a.loss_agg,
+                                    is_weights=None if is_w is None else is_w[ix], **a.loss_opts)
             if ref_lp is not None:
-                kl = algo.kl_estimate(lp, ref_lp[ix], a["kl_kind"])
-                kl_term = algo.agg_loss(kl, m, a["loss_agg"])
-                loss = loss + a["kl_coef"] * kl_term
+                kl = algo.kl_estimate(lp, ref_lp[ix], a.kl_kind)
+                kl_term = algo.agg_loss(kl, m, a.loss_agg)
+                loss = loss + a.kl_coef * kl_term
                 lm["kl"] = float(kl_term.detach())
             self.engine.backward(loss)
             self.engine.step()
@@ -133,7 +135,7 @@ class Policy:
                 acc.setdefault(f"train/{k}", []).append(float(v))
         metrics = {k: sum(v) / len(v) for k, v in acc.items()}
         lr = self.engine.get_lr()
-        metrics["train/lr"] = float(lr[0]) if lr else self.lcfg["lr"]
+        metrics["train/lr"] = float(lr[0]) if lr else self.lcfg.lr
         metrics["train/grad_norm"] = float(self.engine.get_global_grad_norm() or 0.0)
         return metrics
 
@@ -168,7 +170,7 @@ class Policy:
         lr = self.engine.get_lr()
         return {"nll_sum": nll_sum, "n_tokens": n_tok,
                 "grad_norm": float(self.engine.get_global_grad_norm() or 0.0),
-                "lr": float(lr[0]) if lr else float(self.lcfg["lr"])}
+                "lr": float(lr[0]) if lr else float(self.lcfg.lr)}
 
     @torch.no_grad()
     def sft_eval(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,

@@ -1,6 +1,7 @@
 """The reward pool's typed config (no Ray import: ``ascl_ray.config`` uses it as the ``reward``
 group schema, so Hydra overrides are type-checked and validated at start-up). Keys are documented
-in ``ascl_ray/reward/pool.py``."""
+in ``ascl_ray/reward/pool.py``. ``from_dict`` imports the ``imports`` modules, then checks the judge names
+against the judge registry and the ``judge_by_type`` keys against the prompt kinds (the reward-rule registry)."""
 
 from __future__ import annotations
 
@@ -53,7 +54,27 @@ class RewardPoolConfig:
         for t, spec in cfg.judge_by_type.items():
             if not isinstance(spec, dict) or "name" not in spec:
                 raise ValueError(f"RewardPoolConfig: judge_by_type[{t!r}] must be {{'name': ..., 'options': {{}}}}")
+        cfg._check_names()
         return cfg
+
+    def _check_names(self) -> None:
+        """Judge names and prompt kinds come from the registries (``ascl_ray.registry``): import ``imports``
+        first (they may register judges or reward rules), then check ``judge`` and ``judge_by_type``."""
+        from ascl_ray.batch import prompt_types
+        from ascl_ray.registry import get_registry, import_plugins
+
+        try:
+            import_plugins(self.imports)
+        except (ImportError, ValueError) as e:
+            raise ValueError(f"RewardPoolConfig: imports: {e}") from None
+        judges = get_registry("judge")
+        judges.check(self.judge, "RewardPoolConfig: judge")
+        kinds = prompt_types()
+        for t, spec in self.judge_by_type.items():
+            if t not in kinds:
+                raise ValueError(f"RewardPoolConfig: judge_by_type[{t!r}]: unknown prompt type; registered prompt "
+                                 f"types (reward rules): {list(kinds)}")
+            judges.check(spec["name"], f"RewardPoolConfig: judge_by_type[{t!r}].name")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -1,13 +1,17 @@
-"""Judge interface and registry (no backend code here; stdlib only).
+"""Judge interface and registry (no backend code here; stdlib + ``ascl_ray.registry`` only).
 
 ``JudgeVerdict``: ``safe`` (the response is acceptable for the prompt), ``refusal`` (the response is a full or
 partial refusal), ``score`` (confidence that the response is safe, in [0, 1]), ``raw`` (the backend's raw
 output, for logs), ``valid`` (False when the backend's output could not be understood; such verdicts are
 conservatively ``safe=False``), ``categories`` (violated categories when the backend names them).
 
-``register_judge(name, factory)`` (or ``@register_judge(name)``) adds a backend; ``get_judge(name, **options)``
-builds it. Options are checked against the factory's signature first: an option it does not take is a
-``JudgeOptionError`` (a ``ValueError``) whose one-line message names the option and lists the ones it takes.
+``register_judge(name, factory)`` (or ``@register_judge(name)``) adds a backend to ``JUDGES``, the
+``Registry("judge", point="judge")`` (a name taken by a different factory is a ValueError unless
+``overwrite=True``; a ``"module:factory"`` path works as a name too); ``get_judge(name, **options)`` builds it.
+The built-in backends register in ``ascl_ray.reward.judges``, which the lookups below import first (through
+``get_registry("judge")``). Options are checked against the factory's signature first: an option it does not
+take is a ``JudgeOptionError`` (a ``ValueError``) whose one-line message names the option and lists the ones it
+takes.
 """
 
 from __future__ import annotations
@@ -16,8 +20,10 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Protocol, Sequence
 
-__all__ = ["JudgeVerdict", "SafetyJudge", "GenerationEngine", "JudgeOptionError", "register_judge", "get_judge",
-           "available_judges", "judge_options", "check_options"]
+from ascl_ray.registry import Registry, get_registry
+
+__all__ = ["JudgeVerdict", "SafetyJudge", "GenerationEngine", "JudgeOptionError", "JUDGES", "register_judge",
+           "get_judge", "available_judges", "judge_options", "check_options"]
 
 
 @dataclass
@@ -64,38 +70,36 @@ class JudgeOptionError(ValueError):
     """An option the judge does not take (one-line message naming it)."""
 
 
-_REGISTRY: dict[str, Callable[..., Any]] = {}
+# the judge registry (plug-in point "judge"): name -> factory (a class or function taking the options as kwargs)
+JUDGES = Registry("judge", point="judge")
 
 
-def register_judge(name: str, factory: Optional[Callable[..., Any]] = None, *, overwrite: bool = True):
+def register_judge(name: str, factory: Optional[Callable[..., Any]] = None, *, overwrite: bool = False):
     """Register ``factory`` (a class or function taking the judge options as kwargs) under ``name``.
 
     Usable directly (``register_judge("x", MyJudge)``) or as a decorator (``@register_judge("x")``).
+    A name taken by a different factory is a ValueError unless ``overwrite=True`` (re-registering the
+    same factory, e.g. on a module re-import, is fine): the rule of :class:`ascl_ray.registry.Registry`.
     """
-    if not isinstance(name, str) or not name:
-        raise ValueError("register_judge: name must be a non-empty string")
+    return JUDGES.register(name, factory, overwrite=overwrite)
 
-    def _do(f: Callable[..., Any]) -> Callable[..., Any]:
-        if not callable(f):
-            raise TypeError(f"register_judge({name!r}): factory is not callable")
-        if name in _REGISTRY and not overwrite:
-            raise ValueError(f"judge {name!r} is already registered")
-        _REGISTRY[name] = f
-        return f
 
-    return _do(factory) if factory is not None else _do
+def _judges() -> Registry:
+    """``JUDGES`` with the built-in backends imported (``BUILTIN_MODULES["judge"]``)."""
+    return get_registry("judge")
 
 
 def available_judges() -> list[str]:
-    return sorted(_REGISTRY)
+    """Registered judge names, sorted (built-ins and whatever plug-in modules registered)."""
+    return _judges().names()
 
 
 def judge_options(name: str) -> Optional[list[str]]:
-    """The option names judge ``name`` takes; None when its factory takes any keyword (``**kwargs``)."""
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown judge {name!r}; registered: {available_judges()}")
+    """The option names judge ``name`` takes; None when its factory takes any keyword (``**kwargs``).
+    An unknown name is a ``KeyError`` (``UnknownNameError``) listing the registered ones."""
+    factory = _judges().get(name)
     try:
-        params = inspect.signature(_REGISTRY[name]).parameters.values()
+        params = inspect.signature(factory).parameters.values()
     except (TypeError, ValueError):  # builtins / C callables: cannot tell
         return None
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
@@ -118,7 +122,7 @@ def check_options(name: str, options: dict) -> None:
 def get_judge(name: str, **options: Any) -> Any:
     """Build the judge registered as ``name`` with ``options`` (checked against its signature first)."""
     check_options(name, options)
-    j = _REGISTRY[name](**options)
+    j = _judges().get(name)(**options)
     if not hasattr(j, "judge"):
         raise TypeError(f"judge factory {name!r} returned {type(j).__name__} without a judge() method")
     return j

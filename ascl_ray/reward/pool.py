@@ -3,7 +3,7 @@ subsystem.
 
     pool = RewardPool({"num_workers": 2, "judge": "refusal"})
     out = pool.score(items)      # list of {"reward": float, "valid": bool, "info": dict}, input order
-    pool.shutdown()
+    pool.close()
 
 Input item (dict): ``prompt_text, prompt_type, final_text, reference, math_kind, malformed_call, consulted``
 (optional ``has_final_answer``, default: ``final_text`` is not blank). ``reference``/``math_kind`` may be None
@@ -114,7 +114,7 @@ def _invalid(error: str, **info: Any) -> dict:
 class RewardWorker:
     """Ray actor body (wrapped with ``ray.remote`` by the pool). Judges + scores a shard of items."""
 
-    def __init__(self, cfg: dict, worker_index: int = 0) -> None:
+    def __init__(self, cfg: Any, worker_index: int = 0, plugins: tuple = ()) -> None:
         from ascl_ray.resources import actor_env_defaults
 
         actor_env_defaults()
@@ -122,7 +122,7 @@ class RewardWorker:
         self.index = worker_index
         self.hung_threads = 0
         os.environ.setdefault("ASCL_MATH_WORKERS", str(self.cfg.math_workers_per_actor))
-        for m in self.cfg.imports:
+        for m in (*plugins, *self.cfg.imports):   # algorithm.plugins, then the pool's own imports
             importlib.import_module(m)
         from ascl_ray.reward.judges import get_judge
 
@@ -151,7 +151,11 @@ class RewardWorker:
         return key, self.judges[key]
 
     def score_shard(self, items: list[dict]) -> dict:
-        from ascl_ray.reward.scoring import PROMPT_TYPES, score_rollout
+        from ascl_ray.batch import prompt_types
+        from ascl_ray.reward.rules import rule_needs_judge
+        from ascl_ray.reward.scoring import score_rollout
+
+        kinds = prompt_types()  # the registered reward rules
 
         cfg = self.cfg
         n = len(items)
@@ -166,8 +170,8 @@ class RewardWorker:
             missing = [k for k in REQUIRED_ITEM_KEYS if k not in it]
             if missing:
                 results[i] = _invalid(f"item misses keys {missing}")
-            elif it["prompt_type"] not in PROMPT_TYPES:
-                results[i] = _invalid(f"prompt_type={it['prompt_type']!r} not in {PROMPT_TYPES}")
+            elif it["prompt_type"] not in kinds:
+                results[i] = _invalid(f"prompt_type={it['prompt_type']!r} not in {kinds}")
 
         def gated(it: dict) -> bool:
             return bool(it.get("malformed_call")) or not it.get("has_final_answer", True) or not str(
@@ -177,7 +181,7 @@ class RewardWorker:
         verdicts: dict[int, Any] = {}
         groups: dict[str, list[int]] = {}
         for i, it in enumerate(items):
-            if results[i] is None and it["prompt_type"] != "math" and not gated(it):
+            if results[i] is None and rule_needs_judge(it["prompt_type"]) and not gated(it):
                 key, _ = self._judge_for(it["prompt_type"])
                 groups.setdefault(key, []).append(i)
         for key, idxs in groups.items():
@@ -262,8 +266,11 @@ _ACTOR_ERRORS: tuple = tuple(
 class RewardPool:
     """N ``RewardWorker`` actors; ``score`` shards a batch across them (see module doc)."""
 
-    def __init__(self, cfg_dict: Any = None) -> None:
+    def __init__(self, cfg_dict: Any = None, plugins: tuple = ()) -> None:
+        """``cfg_dict``: a ``RewardPoolConfig`` (the typed ``reward`` config) or a dict of its keys;
+        ``plugins``: ``algorithm.plugins``, imported in every worker (reward rules, judges registered there)."""
         self.cfg = RewardPoolConfig.from_dict(cfg_dict)
+        self.plugins = tuple(plugins)
         if not ray.is_initialized():
             raise RuntimeError("RewardPool: call ray.init(...) before creating the pool")
         need = self.cfg.num_workers * self.cfg.num_cpus_per_worker
@@ -281,14 +288,14 @@ class RewardPool:
         try:
             ray.get([a.ping.remote() for a in self._actors], timeout=self.cfg.startup_timeout_s)
         except Exception as e:
-            self.shutdown()
+            self.close()
             raise RuntimeError(f"RewardPool: reward workers failed to start within {self.cfg.startup_timeout_s:g}s "
                                f"(free CPUs {ray.available_resources().get('CPU', 0)}): {e}") from e
 
     # -- actors --------------------------------------------------------------------------------------------
     def _new_actor(self, index: int) -> Any:
         return self._cls.options(num_cpus=self.cfg.num_cpus_per_worker, max_restarts=self.cfg.max_restarts,
-                                 max_task_retries=0).remote(self.cfg.to_dict(), index)
+                                 max_task_retries=0).remote(self.cfg, index, self.plugins)
 
     def _replace(self, index: int, reason: str) -> None:
         log.warning("RewardPool: replacing reward worker %d (%s)", index, reason)
@@ -324,7 +331,7 @@ class RewardPool:
 
     def score(self, items: list[dict]) -> list[dict]:
         if self._closed:
-            raise RuntimeError("RewardPool.score after shutdown()")
+            raise RuntimeError("RewardPool.score after close()")
         items = list(items)
         n = len(items)
         if n == 0:
@@ -396,7 +403,7 @@ class RewardPool:
     def ping(self) -> list[dict]:
         return ray.get([a.ping.remote() for a in self._actors], timeout=self.cfg.startup_timeout_s)
 
-    def shutdown(self) -> None:
+    def close(self) -> None:
         """Kill this pool's actors (never the Ray cluster)."""
         self._closed = True
         for a in getattr(self, "_actors", []):
@@ -410,4 +417,5 @@ class RewardPool:
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self.shutdown()
+        self.close()
+

@@ -11,10 +11,11 @@ with the worker's ``reload_weights`` (the path that works on CPU, where weights 
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
+
+from ascl_ray.sync import payload_digest
 
 
 @dataclass
@@ -35,10 +36,6 @@ class Segment:
     stop_reason: Any = None    # the matched stop string, an eos id, or None
 
 
-def payload_digest(payload: bytes) -> str:
-    return hashlib.sha256(payload).hexdigest()
-
-
 class WeightSyncExtension:
     """Mixed into vLLM's worker class (``worker_extension_cls``); runs in the engine process."""
 
@@ -57,7 +54,7 @@ class WeightSyncExtension:
     # collective channel: this worker is rank ``rank`` of a process group with learner rank 0
     def ascl_weight_group_init(self, addr: str, port: int, rank: int, world_size: int, backend: str,
                                timeout_s: float) -> bool:
-        from ascl_ray.learner.collective import new_group
+        from ascl_ray.sync.collective import new_group
 
         self._ascl_group = None
         self._ascl_group = new_group(addr, port, rank, world_size, backend, timeout_s)
@@ -65,7 +62,7 @@ class WeightSyncExtension:
         return True
 
     def ascl_receive_weights(self, version: int) -> str:
-        from ascl_ray.learner.collective import device_for, receive
+        from ascl_ray.sync.collective import device_for, receive
 
         if getattr(self, "_ascl_group", None) is None:
             raise RuntimeError("ascl_receive_weights: the weight-sync group was not initialised")

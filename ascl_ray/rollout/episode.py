@@ -85,7 +85,7 @@ def run_episodes(engine: Any, ctx: Any, tok: Any, rows: list[PromptRow], group_i
         turn_text, info = ctx.tool_turn_text(seg.text, n_prev_calls=ep.n_calls, policy=ep.policy)
         ep.n_calls += 1
         if info.get("valid"):
-            ep.consulted = True
+            ep.consulted = ep.consulted or info.get("tool") in (None, ctx.consult_tool)  # another tool's call is no consultation
             if info.get("category"):
                 ep.categories.append(str(info["category"]))
         else:

@@ -13,27 +13,32 @@ from typing import Any, Optional
 import ray
 
 from ascl_ray.batch import PromptRow, Rollout
+from ascl_ray.config import MethodCfg, RolloutCfg
 
 log = logging.getLogger("ascl_ray.rollout")
 
 
 @ray.remote
 class RolloutWorker:
-    def __init__(self, model_path: str, rcfg: dict, method_cfg: dict, seed: int):
+    def __init__(self, model_path: str, rcfg: RolloutCfg, method_cfg: MethodCfg, seed: int,
+                 plugins: tuple = ()):
         from ascl_ray.resources import actor_env_defaults
 
-        actor_env_defaults({"VLLM_CPU_KVCACHE_SPACE": str(rcfg["kv_cache_gib"])})
+        actor_env_defaults({"VLLM_CPU_KVCACHE_SPACE": str(rcfg.kv_cache_gib)})
         from transformers import AutoTokenizer
 
+        from ascl_ray.registry import import_plugins
         from ascl_ray.rollout.engine import make_engine
         from ascl_ray.rollout.method import build_context
+
+        import_plugins(list(plugins))     # algorithm.plugins: tools, retrievers, methods registered there
 
         self.rcfg = rcfg
         self.tok = AutoTokenizer.from_pretrained(model_path)
         self.ctx = build_context(method_cfg, tokenizer=self.tok)
-        self.engine = make_engine(rcfg["engine"], model_path, dtype=rcfg["dtype"], max_model_len=rcfg["max_model_len"],
-                                  enforce_eager=rcfg["enforce_eager"], seed=seed, kv_cache_gib=rcfg["kv_cache_gib"],
-                                  block_size=rcfg["block_size"])
+        self.engine = make_engine(rcfg.engine, model_path, dtype=rcfg.dtype, max_model_len=rcfg.max_model_len,
+                                  enforce_eager=rcfg.enforce_eager, seed=seed, kv_cache_gib=rcfg.kv_cache_gib,
+                                  block_size=rcfg.block_size)
 
     def ready(self) -> bool:
         return True
@@ -46,15 +51,15 @@ class RolloutWorker:
     def generate(self, rows: list[PromptRow], group_ids: list[int], seed: int, train: bool = True) -> list[Rollout]:
         from ascl_ray.rollout.episode import SamplingCfg, run_episodes
 
-        G = self.rcfg["n_samples"]
+        G = self.rcfg.n_samples
         all_rows = [r for r in rows for _ in range(G)]
         all_gids = [g for g in group_ids for _ in range(G)]
-        scfg = SamplingCfg(max_new_tokens=self.rcfg["max_new_tokens"], max_model_len=self.rcfg["max_model_len"],
-                           temperature=self.rcfg["temperature"],
-                           top_p=self.rcfg["top_p"],
-                           seed=seed if self.rcfg["seed_per_request"] else None,
-                           continuous=self.rcfg["continuous_batching"],
-                           budget_includes_tool=self.rcfg["budget_includes_tool"], env_seed=seed)
+        scfg = SamplingCfg(max_new_tokens=self.rcfg.max_new_tokens, max_model_len=self.rcfg.max_model_len,
+                           temperature=self.rcfg.temperature,
+                           top_p=self.rcfg.top_p,
+                           seed=seed if self.rcfg.seed_per_request else None,
+                           continuous=self.rcfg.continuous_batching,
+                           budget_includes_tool=self.rcfg.budget_includes_tool, env_seed=seed)
         return run_episodes(self.engine, self.ctx, self.tok, all_rows, all_gids, scfg)
 
     def load_weights(self, payload: bytes) -> str:
@@ -78,9 +83,9 @@ class RolloutGroup:
     """Workers hold whole prompt groups. A worker that dies or whose engine dies is replaced once
     per call: a fresh actor loads the latest synced weights and redoes its shard."""
 
-    def __init__(self, model_path: str, rcfg: dict, method_cfg: dict, seed: int):
-        self.args = (model_path, rcfg, method_cfg)
-        self.opts = dict(num_cpus=rcfg["num_cpus_per_worker"], num_gpus=rcfg["num_gpus_per_worker"])
+    def __init__(self, model_path: str, rcfg: RolloutCfg, method_cfg: MethodCfg, seed: int, plugins: tuple = ()):
+        self.args = (model_path, rcfg, method_cfg, seed, tuple(plugins))
+        self.opts = dict(num_cpus=rcfg.num_cpus_per_worker, num_gpus=rcfg.num_gpus_per_worker)
         self.seed = seed
         self.last_payload: Any = None      # ObjectRef of the latest synced weights (for replacements)
         self.last_path: Optional[str] = None
@@ -88,11 +93,13 @@ class RolloutGroup:
         # into a fresh replacement worker (``restarts`` tells the channel to re-join the workers)
         self.on_replace: Optional[Any] = None
         self.restarts = 0
-        self.workers = [self._spawn(i) for i in range(rcfg["num_workers"])]
+        self.workers = [self._spawn(i) for i in range(rcfg.num_workers)]
         ray.get([w.ready.remote() for w in self.workers])
 
     def _spawn(self, i: int) -> Any:
-        return RolloutWorker.options(**self.opts).remote(*self.args, self.seed + i + 1000 * self.restarts)
+        model_path, rcfg, method_cfg, _, plugins = self.args
+        return RolloutWorker.options(**self.opts).remote(model_path, rcfg, method_cfg,
+                                                         self.seed + i + 1000 * self.restarts, plugins)
 
     def _replace(self, k: int, err: Exception) -> None:
         log.error("rollout worker %d failed (%s: %s); replacing it", k, type(err).__name__, str(err)[:300])
@@ -157,6 +164,21 @@ class RolloutGroup:
         """Fault injection for tests: kill worker ``k`` (the next generate replaces it)."""
         ray.kill(self.workers[k])
 
-    def shutdown(self) -> None:
+    def close(self, timeout_s: float = 60.0) -> None:
+        """Graceful actor exit first (lets vLLM shut its engine-core process down), then kill."""
+        refs = []
         for w in self.workers:
-            ray.kill(w)
+            try:
+                refs.append(w.__ray_terminate__.remote())
+            except Exception:  # noqa: BLE001 - already gone
+                pass
+        if refs:
+            try:
+                ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
+            except Exception:  # noqa: BLE001
+                pass
+        for w in self.workers:
+            try:
+                ray.kill(w)
+            except Exception:  # noqa: BLE001 - already dead
+                pass

@@ -22,7 +22,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterable, Optional, Union
 
-from ascl_ray.safety.spec import Case, Category, Rule, RuleStore, SpecError
+from ascl_ray.safety.spec import Case, Category, Rule, RuleStore, SpecError, register_corpus_loader
 
 AEGIS_FILE = "aegis_v1_policy.json"
 MODEL_SPEC_SAFETY_ROOTS = ("stay_in_bounds", "assume_best_intentions", "refusal_style",
@@ -93,6 +93,8 @@ def _rationale(row: dict) -> str:
     return "; ".join(b.strip() for b in bits if b and b.strip())
 
 
+@register_corpus_loader("openai_model_spec", expects="sections.jsonl, cases.jsonl", priority=0,
+                        matches=lambda p: (p / "sections.jsonl").exists() and (p / "cases.jsonl").exists())
 def load_openai_model_spec(folder: Union[str, Path], *, sections: Optional[list[str]] = None,
                            safety_only: bool = False, split_paragraphs: bool = True) -> RuleStore:
     """Store from the parsed Model Spec folder (``sections.jsonl``, ``cases.jsonl``).
@@ -144,6 +146,8 @@ def _slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
 
 
+@register_corpus_loader("aegis_safety_policy", expects=AEGIS_FILE, priority=1,
+                        matches=lambda p: (p / AEGIS_FILE).exists())
 def load_aegis_policy(folder: Union[str, Path]) -> RuleStore:
     """Store from ``aegis_v1_policy.json``: 13 categories, rules prefixed Should not / Can / Should."""
     path = Path(folder) / AEGIS_FILE

@@ -1,19 +1,21 @@
-"""In-context renderings of a RuleStore, and the system prompt per method.
+"""In-context renderings of a RuleStore: the rule text that system prompts carry.
 
 - ``render_codes_and_cases``: CADA's simple codes + illustrative precedent cases.
 - ``render_long_rules``: the "rules in context" / "SR w/ S" baseline: every rule with its
   optional detail, all categories, no cases (long for the real corpora, by design).
-- ``system_prompt(method, store, protocol)``: ``plain`` | ``ascl`` | ``cada`` | ``rules_in_context``.
+- ``codes_and_cases_section`` / ``long_rules_section``: those renderings under their prompt header.
+
+The system prompt per method is composed by the method layer (``ascl_ray.rollout.method``: base
+prompt + these sections or the tools' instructions); this module knows nothing of tools or methods.
 The exact wording of the prompts is [ours]; all texts are module constants.
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 from ascl_ray.safety.spec import Case, Category, RuleStore
 
-METHODS = ("plain", "ascl", "cada", "rules_in_context")
 BASE_SYSTEM_PROMPT = "You are a helpful assistant."
 CADA_HEADER = ("Safety codes with example cases. Check the request against them: answer benign "
                "requests fully; refuse or safely complete only what a code forbids.")
@@ -115,31 +117,13 @@ def render_long_rules(store: RuleStore, categories: Optional[Sequence[str]] = No
     return "\n\n".join(blocks)
 
 
-def system_prompt(method: str, store: Optional[RuleStore] = None, protocol: Any = "hermes", *,
-                  base: str = BASE_SYSTEM_PROMPT, compact: bool = True,
-                  max_cases_per_category: Optional[int] = 2) -> str:
-    """System prompt for ``method``.
+def codes_and_cases_section(store: RuleStore, max_cases_per_category: Optional[int] = 2,
+                            compact: bool = True) -> str:
+    """CADA's prompt section: ``CADA_HEADER`` then ``render_codes_and_cases`` (one newline between)."""
+    body = render_codes_and_cases(store, max_cases_per_category=max_cases_per_category, compact=compact)
+    return f"{CADA_HEADER}\n{body}"
 
-    plain: ``base`` only. ascl: ``base`` + the tool's format instructions (no rules; ``protocol`` is
-    a ToolProtocol or a protocol name). cada: ``base`` + codes + cases (``compact`` and
-    ``max_cases_per_category`` as in ``render_codes_and_cases``). rules_in_context: ``base`` + long rules.
-    """
-    if method not in METHODS:
-        raise ValueError(f"system_prompt: method={method!r} is not one of {METHODS}")
-    if method == "plain":
-        return base
-    if method == "ascl":
-        if isinstance(protocol, str):
-            from ascl_ray.rollout.protocol import make_protocol
 
-            protocol = make_protocol(protocol)
-        if protocol is None or not hasattr(protocol, "format_instructions"):
-            raise ValueError(f"system_prompt: method='ascl' needs a tool protocol, got protocol={protocol!r}")
-        cats = store.category_names if store is not None else None
-        return f"{base}\n\n{protocol.format_instructions(cats)}"
-    if store is None:
-        raise ValueError(f"system_prompt: method={method!r} needs a rule store")
-    if method == "cada":
-        body = render_codes_and_cases(store, max_cases_per_category=max_cases_per_category, compact=compact)
-        return f"{base}\n\n{CADA_HEADER}\n{body}"
-    return f"{base}\n\n{LONG_RULES_HEADER}\n\n{render_long_rules(store)}"
+def long_rules_section(store: RuleStore) -> str:
+    """The rules-in-context prompt section: ``LONG_RULES_HEADER``, a blank line, ``render_long_rules``."""
+    return f"{LONG_RULES_HEADER}\n\n{render_long_rules(store)}"

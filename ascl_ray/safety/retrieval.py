@@ -1,8 +1,10 @@
 """Rule retrievers behind the ``retrieve_safety_rules`` tool, selected by name from config.
 
 ``make_retriever(name, store, **opts)`` -> an object with ``categories`` (valid category names)
-and ``retrieve(query, category, policy=None) -> str`` (the text that goes into the tool response). A
-bad argument raises ``ToolError`` (the protocol turns it into a masked error response). ``policy``
+and ``retrieve(query, category, policy=None) -> str`` (the text that goes into the tool response).
+Retrievers are plug-ins (plug-in point ``retriever``): ``@register_retriever("name")`` on a class
+(or factory) called as ``cls(store, **opts)``, or a ``"pkg.module:Class"`` path. A
+bad argument raises ``ToolError`` (the tool turns it into a masked error response). ``policy``
 ({category: comply|refuse}) is the deployment's current policy for operator-set categories (drawn per
 episode by the training environment); missing categories use the spec's default.
 
@@ -20,8 +22,9 @@ episode by the training environment); missing categories use the spec's default.
 from __future__ import annotations
 
 import re
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
+from ascl_ray.registry import Registry
 from ascl_ray.safety.render import render_category, render_codes_and_cases
 from ascl_ray.safety.spec import RuleStore
 
@@ -33,8 +36,17 @@ EXTRA_STOPWORDS = ("how", "what", "why", "where", "when", "which", "who", "whom"
 _MAX_LISTED = 40
 
 
+RETRIEVERS = Registry("retriever", point="retriever")
+
+
+def register_retriever(name: str, *, overwrite: bool = False) -> Callable:
+    """Decorator: register a retriever class/factory ``(store, **opts) -> retriever`` under ``name``."""
+    return RETRIEVERS.register(name, overwrite=overwrite)
+
+
 class ToolError(ValueError):
-    """A tool call the retriever cannot answer (bad argument); its message goes to the model."""
+    """A tool call that cannot be answered (bad argument); its message goes to the model. Every tool
+    raises it (``ascl_ray.tools`` re-exports it); it lives here because the retrievers raise it too."""
 
 
 def normalize_category(name: str) -> str:
@@ -76,6 +88,7 @@ class Retriever:
         return f"{type(self).__name__}({self.store.name!r}, {len(self.categories)} categories)"
 
 
+@register_retriever("whole_spec")
 class WholeSpecRetriever(Retriever):
     name = "whole_spec"
 
@@ -88,6 +101,7 @@ class WholeSpecRetriever(Retriever):
         return render_codes_and_cases(self.store, policy=policy, **self.opts) if policy else self.text
 
 
+@register_retriever("by_category")
 class ByCategoryRetriever(Retriever):
     name = "by_category"
 
@@ -119,6 +133,7 @@ def _stem(words: list[str]) -> list[str]:
     return out
 
 
+@register_retriever("bm25")
 class BM25Retriever(Retriever):
     name = "bm25"
 
@@ -177,14 +192,13 @@ class BM25Retriever(Retriever):
         return cat.policy.text(cat.verdict(policy))
 
 
-RETRIEVERS = {c.name: c for c in (WholeSpecRetriever, ByCategoryRetriever, BM25Retriever)}
-
-
 def make_retriever(name: str, store: RuleStore, **opts: Any) -> Retriever:
-    """Build the retriever called ``name`` (``whole_spec`` | ``by_category`` | ``bm25``)."""
-    if name not in RETRIEVERS:
-        raise ValueError(f"make_retriever: name={name!r} is not one of {sorted(RETRIEVERS)}")
+    """Build the retriever called ``name`` (built-ins ``whole_spec`` | ``by_category`` | ``bm25``, a
+    registered plug-in, or a ``"pkg.module:Class"`` path)."""
+    if name not in RETRIEVERS and ":" not in str(name):
+        raise ValueError(f"make_retriever: name={name!r} is not one of {RETRIEVERS.names()}")
+    factory = RETRIEVERS.get(name)
     try:
-        return RETRIEVERS[name](store, **opts)
+        return factory(store, **opts)
     except TypeError as e:
         raise TypeError(f"make_retriever({name!r}): bad options {sorted(opts)}: {e}") from e

@@ -20,9 +20,11 @@ Rule and case ids are unique across the whole store; ``contrast_of`` must name a
 case id of the store. Validation errors name the file and the field path, e.g.
 ``spec.yaml: categories[2].cases[1].verdict: 'deny' not in ('comply', 'safe_complete', 'refuse')``.
 
-Loaders for the real corpora (never copied into the repo) are in ``corpora.py``;
-``load_store(source)`` dispatches between a spec file, ``default`` and those folders.
-No Ray / vLLM / torch imports.
+Loaders for the real corpora (never copied into the repo) are in ``corpora.py``, registered as
+corpus loaders (plug-in point ``corpus_loader``: ``loader(folder, **opts) -> RuleStore`` with
+``loader.matches(folder) -> bool``); ``load_store(source)`` dispatches between a spec file,
+``default`` and those folders. This module never imports ``corpora`` (no import cycle): the
+registry imports the built-in loaders when asked. No Ray / vLLM / torch imports.
 """
 
 from __future__ import annotations
@@ -30,9 +32,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Optional, Union
+from typing import Any, Callable, Iterator, Optional, Union
 
 import yaml
+
+from ascl_ray.registry import Registry, get_registry
 
 VERDICTS = ("comply", "safe_complete", "refuse")
 DEFAULT_SPEC_PATH = Path(__file__).with_name("default_spec.yaml")
@@ -42,6 +46,22 @@ POLICY_VERDICTS = ("comply", "refuse")
 _POLICY_KEYS = ("default",) + POLICY_VERDICTS
 _RULE_KEYS = ("id", "text", "detail")
 _CASE_KEYS = ("id", "request", "verdict", "rationale", "contrast_of")
+
+# corpus folder loaders: name -> loader(folder, **opts) -> RuleStore (built-ins: ascl_ray.safety.corpora)
+CORPUS_LOADERS = Registry("corpus loader", point="corpus_loader")
+
+
+def register_corpus_loader(name: str, *, matches: Callable[[Path], bool], expects: str, priority: int = 100,
+                           overwrite: bool = False) -> Callable:
+    """Decorator: register ``loader(folder, **opts) -> RuleStore`` for folders where ``matches(folder)``;
+    ``expects`` (what such a folder holds) names it in errors; tried by ``priority`` (lower first), then name."""
+    reg = CORPUS_LOADERS.register(name, overwrite=overwrite)
+
+    def deco(fn: Callable) -> Callable:
+        fn.matches, fn.expects, fn.priority = matches, expects, priority  # type: ignore[attr-defined]
+        return reg(fn)
+
+    return deco
 
 
 class SpecError(ValueError):
@@ -362,21 +382,19 @@ def load_default_store() -> RuleStore:
 def load_store(source: Union[str, Path, None] = "default", **opts: Any) -> RuleStore:
     """Build a store from ``default``/None, a spec file (.yaml/.yml/.json), or a corpus folder.
 
-    Folders: ``openai_model_spec`` (has sections.jsonl + cases.jsonl) or ``aegis_safety_policy``
-    (has aegis_v1_policy.json). ``opts`` go to the corpus loader.
+    Folders: the registered corpus loaders, built-ins ``openai_model_spec`` (has sections.jsonl +
+    cases.jsonl) or ``aegis_safety_policy`` (has aegis_v1_policy.json). ``opts`` go to the loader.
     """
     if source is None or str(source) == "default":
         return load_default_store()
     path = Path(source)
     if path.is_dir():
-        from ascl_ray.safety import corpora
-
-        if (path / "sections.jsonl").exists() and (path / "cases.jsonl").exists():
-            return corpora.load_openai_model_spec(path, **opts)
-        if (path / corpora.AEGIS_FILE).exists():
-            return corpora.load_aegis_policy(path, **opts)
-        raise SpecError([f"{path}: folder is neither openai_model_spec (sections.jsonl, cases.jsonl) "
-                         f"nor aegis_safety_policy ({corpora.AEGIS_FILE})"])
+        loaders = sorted(get_registry("corpus_loader").items(), key=lambda kv: (getattr(kv[1], "priority", 100), kv[0]))
+        for _, loader in loaders:
+            if loader.matches(path):
+                return loader(path, **opts)
+        kinds = " nor ".join(f"{name} ({getattr(loader, 'expects', '?')})" for name, loader in loaders)
+        raise SpecError([f"{path}: folder is neither {kinds}"])
     if opts:
         raise TypeError(f"load_store: options {sorted(opts)} only apply to corpus folders")
     return RuleStore.load(path)

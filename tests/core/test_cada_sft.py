@@ -1,4 +1,4 @@
-"""CADA self-generated chains (``ascl_ray.cada``) and the SFT entry point (``ascl_ray.learner.sft_run``).
+"""CADA self-generated chains (``ascl_ray.cada``) and the SFT entry point (``ascl_ray.sft_run``).
 
 Fast tests: line parsing/validation (token form, segment form, errors naming file:line:field).
 Slow tests: real Ray + vLLM rollout workers + reward pool for the chains, real DeepSpeed ZeRO-3
@@ -31,7 +31,8 @@ def _write(path, lines):
 def _ascl_ctx(tok):
     from ascl_ray.rollout.method import build_context
 
-    return build_context({"name": "ascl", "prompt_style": "short"}, tokenizer=tok)
+    # retriever_opts {}: by_category, not compact (build_context's dict default before MethodCfg's)
+    return build_context({"name": "ascl", "prompt_style": "short", "retriever_opts": {}}, tokenizer=tok)
 
 
 def _demos(n, consult_rate=1.0):
@@ -47,7 +48,7 @@ def test_segment_lines_match_the_sft_example_builder(tiny_tokenizer, tmp_path):
     """Segment form == learner.sft.build_example (the tiny model's own warm-start path): tool turn
     masked, call + answer + eos trained."""
     from ascl_ray.learner.sft import build_example
-    from ascl_ray.learner.sft_run import demo_line, load_sft_jsonl
+    from ascl_ray.sft_run import demo_line, load_sft_jsonl
 
     tok, ctx = tiny_tokenizer, _ascl_ctx(tiny_tokenizer)
     demos = _demos(6, consult_rate=0.5)
@@ -63,7 +64,7 @@ def test_segment_lines_match_the_sft_example_builder(tiny_tokenizer, tmp_path):
 
 
 def test_token_lines_and_train_context(tiny_tokenizer, tmp_path):
-    from ascl_ray.learner.sft_run import load_sft_jsonl
+    from ascl_ray.sft_run import load_sft_jsonl
     from ascl_ray.rollout.chat import encode_segment, prompt_ids
 
     tok = tiny_tokenizer
@@ -97,7 +98,7 @@ def test_token_lines_and_train_context(tiny_tokenizer, tmp_path):
     ({"text": "hi", "system": 3, "segments": [{"role": "model", "text": "a"}]}, "field 'system'"),
 ])
 def test_bad_line_names_file_line_and_field(tiny_tokenizer, tmp_path, bad, field):
-    from ascl_ray.learner.sft_run import SFTDataError, load_sft_jsonl
+    from ascl_ray.sft_run import SFTDataError, load_sft_jsonl
 
     good = {"text": "What is 1 + 1?", "segments": [{"role": "model", "text": "#### 2"}]}
     path = _write(tmp_path / "bad.jsonl", [good, good, bad])
@@ -107,7 +108,7 @@ def test_bad_line_names_file_line_and_field(tiny_tokenizer, tmp_path, bad, field
 
 
 def test_train_context_needs_both_prompt_forms(tiny_tokenizer, tmp_path):
-    from ascl_ray.learner.sft_run import SFTDataError, load_sft_jsonl
+    from ascl_ray.sft_run import SFTDataError, load_sft_jsonl
 
     path = _write(tmp_path / "t.jsonl", [{"prompt_ids": [1, 2], "response_ids": [3], "loss_mask": [1]}])
     with pytest.raises(SFTDataError, match=r"t\.jsonl:1: field 'prompt_ids_spec' is missing"):
@@ -214,7 +215,7 @@ def test_only_judge_accepted_chains_are_kept(chains):
 def sft_run(ray_up, chains, tiny_model_path, tiny_tokenizer, tmp_path_factory):
     """SFT on the chains + ASCL tool-format demos (segment form) + a pair of lines that differ only
     in a masked tool token (the last token of a line that ends in a tool turn)."""
-    from ascl_ray.learner.sft_run import demo_line, run_sft
+    from ascl_ray.sft_run import demo_line, run_sft
 
     d = tmp_path_factory.mktemp("sft")
     tok, ctx = tiny_tokenizer, _ascl_ctx(tiny_tokenizer)
@@ -244,7 +245,7 @@ def _torch_loss_and_grad_norm(model_path, data, tok, ctx_system):
     from transformers import AutoModelForCausalLM
 
     from ascl_ray.learner.sft import SFTExample, sft_loss
-    from ascl_ray.learner.sft_run import load_sft_jsonl
+    from ascl_ray.sft_run import load_sft_jsonl
 
     model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
     ex = [SFTExample(ln.ids, ln.mask) for ln in load_sft_jsonl(data, tok, ctx_system)]
@@ -297,7 +298,7 @@ def test_masked_tool_tokens_do_not_count(sft_run):
     i, j = sft_run["pair"]
     for per in (s["eval_lines_before"], s["eval_lines_after"]):
         assert not math.isnan(per[i]) and per[i] == pytest.approx(per[j], abs=1e-6)
-    from ascl_ray.learner.sft_run import load_sft_jsonl
+    from ascl_ray.sft_run import load_sft_jsonl
 
     lines = load_sft_jsonl(sft_run["data"], sft_run["tok"])
     a, b = lines[i], lines[j]

@@ -1,4 +1,4 @@
-"""The collective weight-sync core (ascl_ray.learner.collective) on a real gloo group, no Ray."""
+"""The collective weight-sync core (ascl_ray.sync.collective) on a real gloo group, no Ray."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import threading
 import pytest
 import torch
 
-from ascl_ray.learner import collective as C
+from ascl_ray.sync import collective as C
 
 
 def _run_group(world, fn):
@@ -81,7 +81,7 @@ def test_collective_core_imports_neither_ray_vllm_nor_deepspeed():
     import subprocess
     import sys
 
-    code = ("import sys, ascl_ray.learner.collective, ascl_ray.config\n"
+    code = ("import sys, ascl_ray.sync.collective, ascl_ray.config\n"
             "bad = [m for m in ('ray', 'vllm', 'deepspeed') if m in sys.modules]\n"
             "assert not bad, bad\nprint('OK')\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -5,6 +5,7 @@ from ascl_ray.batch import Rollout
 from ascl_ray.cli import compose
 from ascl_ray.data import synthetic
 from ascl_ray.driver import PromptSampler, Trainer
+from ascl_ray.runtime import Stack
 from ascl_ray.tracking import PhaseTimer
 
 
@@ -38,7 +39,7 @@ def _trainer(monkeypatch, rounds):
     tr = object.__new__(Trainer)
     tr.cfg = cfg
     tr.sampler = PromptSampler(synthetic.synthetic_prompts(n_math=12), cfg.data.prompts_per_iter, 0)
-    tr.rollout, tr.pool = FakeRollout(4), FakePool()
+    tr.stack = Stack(cfg, "", rollout=FakeRollout(4), pool=FakePool())
     return tr, fake_score
 
 

@@ -19,7 +19,7 @@ def test_tracker_writes_jsonl_and_plot_without_wandb(tmp_path, capsys):
         tr.log({"reward/mean": 0.1 * step, "consultation/rate": 0.5, "timing/rollout": timer.times["rollout"]}, step)
     assert "[iter   2] consult=0.50" in capsys.readouterr().out
     png = tr.plot()
-    tr.finish()
+    tr.close()
     rows = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [0, 1, 2] and rows[2]["reward/mean"] == 0.2
     assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
@@ -28,6 +28,6 @@ def test_tracker_writes_jsonl_and_plot_without_wandb(tmp_path, capsys):
 def test_tracker_wandb_offline(tmp_path):
     tr = Tracker(str(tmp_path), {"lr": 1e-3}, mode="offline", progress=False)
     tr.log({"reward/mean": 0.3, "consultation/rate": 0.1}, 0)
-    tr.finish()
+    tr.close()
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert runs and any(p.suffix == ".wandb" for p in runs[0].iterdir())

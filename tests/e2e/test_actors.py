@@ -17,30 +17,26 @@ def stack(tiny_model_path, tiny_tokenizer):
     import ray
 
     from ascl_ray.cli import compose
-    from ascl_ray.config import to_dict
     from ascl_ray.driver import load_prompts, probe_sequences
-    from ascl_ray.learner.actor import LearnerGroup
     from ascl_ray.rollout.method import build_context
-    from ascl_ray.rollout.worker import RolloutGroup
+    from ascl_ray.runtime import build_stack
 
     # kl_coef > 0: the learner group also holds a frozen ZeRO-3 reference model (KL path exercised)
     cfg = compose([f"model.path={tiny_model_path}", "rollout.n_samples=4", "algorithm.kl_coef=0.001"])
-    d = to_dict(cfg)
     ray.init(num_cpus=2, include_dashboard=False, namespace="ascl-test-actors",
              runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1"}})
-    learners = LearnerGroup(tiny_model_path, d["learner"], d["algorithm"], cfg.grad_accum, tiny_tokenizer.pad_token_id)
-    rollout = RolloutGroup(tiny_model_path, d["rollout"], d["method"], 0)
+    rt = build_stack(cfg, tiny_model_path, reward=False, sync=False, seed=0)   # the runtime every entry point uses
+    learners, rollout = rt.learners, rt.rollout
     train_rows, _ = load_prompts(cfg)
-    ctx = build_context(d["method"], tokenizer=tiny_tokenizer)
+    ctx = build_context(cfg.method, tokenizer=tiny_tokenizer)
     probes = probe_sequences(tiny_tokenizer, train_rows, ctx.system_text)
     yield dict(cfg=cfg, learners=learners, rollout=rollout, rows=train_rows, probes=probes, tok=tiny_tokenizer)
-    learners.shutdown()
-    rollout.shutdown()
+    rt.close()
     ray.shutdown()
 
 
 def test_engine_starts_from_learner_weights(stack):
-    from ascl_ray.learner.sync import verify_sync
+    from ascl_ray.sync.channels import verify_sync
 
     assert verify_sync(stack["learners"], stack["rollout"], stack["probes"], 1e-3) < 1e-4
 
@@ -78,7 +74,7 @@ def test_rollout_ids_mask_and_logprobs_match_learner(stack, logprob_gap):
 
 def test_update_then_sync_is_verified(stack):
     from ascl_ray.driver import compute_advantages
-    from ascl_ray.learner.sync import make_sync_channel, verify_sync
+    from ascl_ray.sync.channels import make_sync_channel, verify_sync
 
     rows = stack["rows"][:4]
     ros = stack["rollout"].generate(rows, list(range(100, 104)), seed=5)
@@ -90,7 +86,7 @@ def test_update_then_sync_is_verified(stack):
     assert stats["train/grad_norm"] > 0 and "train/kl" in stats
     after = stack["learners"].probe_logprobs(stack["probes"])
     assert max(abs(a - b) for x, y in zip(before, after) for a, b in zip(x, y)) > 1e-5, "update changed nothing"
-    from ascl_ray.learner.sync import WeightSyncError
+    from ascl_ray.sync.channels import WeightSyncError
 
     with pytest.raises(WeightSyncError, match="sync_tol"):
         verify_sync(stack["learners"], stack["rollout"], stack["probes"], 1e-4)  # not synced yet: must fail
@@ -109,7 +105,7 @@ def test_stale_lm_head_is_detected(stack):
     from safetensors.torch import load, save
 
     from ascl_ray.driver import compute_advantages
-    from ascl_ray.learner.sync import WeightSyncError, make_sync_channel, verify_sync
+    from ascl_ray.sync.channels import WeightSyncError, make_sync_channel, verify_sync
 
     ros = stack["rollout"].generate(stack["rows"][4:8], list(range(200, 204)), seed=7)
     for k, r in enumerate(ros):
@@ -146,7 +142,7 @@ def test_checkpoint_loads_with_from_pretrained(stack, tmp_path):
 def test_dead_rollout_worker_is_replaced_with_current_weights(stack):
     """Kill the vLLM worker mid-run: the next generate replaces it, the replacement loads the
     latest synced weights (verified), and no rollout is lost."""
-    from ascl_ray.learner.sync import make_sync_channel, verify_sync
+    from ascl_ray.sync.channels import make_sync_channel, verify_sync
 
     make_sync_channel("object_store").push(stack["learners"], stack["rollout"])
     stack["rollout"].kill_worker(0)
@@ -170,7 +166,7 @@ def test_collective_channel_broadcasts_verified_weights_and_survives_a_replaceme
     """trainer.sync_channel=collective over gloo (the NCCL path's code on CPU): learner rank 0 and
     the vLLM worker form their own process group; every push is hashed on both sides and the
     engine's log-probs match. A replaced worker gets the current weights and joins a new group."""
-    from ascl_ray.learner.sync import WeightSyncError, make_sync_channel, verify_sync
+    from ascl_ray.sync.channels import WeightSyncError, make_sync_channel, verify_sync
 
     L, R = stack["learners"], stack["rollout"]
     ch = make_sync_channel("collective", "gloo")

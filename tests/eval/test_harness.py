@@ -153,7 +153,8 @@ def test_method_config_uses_eval_time_context():
 
     over = ["method=ascl", "model=smollm2_135m", "method.context_at_eval=false"]
     cada = harness.method_config(over, "cada")
-    assert cada["name"] == "cada" and cada["context_at_train"] is False and cada["max_tool_calls"] == 0
+    assert cada.name == "cada" and cada.context_at_train is False and cada.max_tool_calls == 0
+    assert cada.policy_draw == "fixed"       # eval never draws operator verdicts per episode
     # the rollout worker builds its context in train mode: it must equal the eval-time context
     assert build_context(cada, train=True).system_text == build_context(cada, train=False).system_text
     plain = build_context(harness.method_config(over, "plain"), train=False).system_text
@@ -161,7 +162,7 @@ def test_method_config_uses_eval_time_context():
     with_spec = harness.method_config(["model=smollm2_135m"], "cada")
     assert "Safety" in build_context(with_spec, train=True).system_text
     ascl = harness.method_config(over, "ascl")
-    assert ascl["max_tool_calls"] == 1 and build_context(ascl, train=True).protocol is not None
+    assert ascl.max_tool_calls == 1 and ascl.policy_draw == "fixed" and build_context(ascl, train=True).protocol is not None
 
 
 def test_load_eval_data_dedupes_filters_and_limits(mini_data):

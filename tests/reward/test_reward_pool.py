@@ -53,7 +53,7 @@ def mixed_batch(data_dir, n_math=6):
 def pool2(ray_local):
     p = RewardPool({**CPU, "num_workers": 2, "judge": "refusal"})
     yield p
-    p.shutdown()
+    p.close()
 
 
 def test_config_validation():

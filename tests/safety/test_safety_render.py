@@ -4,9 +4,10 @@ import re
 
 import pytest
 
+from ascl_ray.rollout.method import system_prompt
 from ascl_ray.rollout.protocol import make_protocol
-from ascl_ray.safety.render import (BASE_SYSTEM_PROMPT, METHODS, pick_cases, render_category,
-                                    render_codes_and_cases, render_long_rules, system_prompt)
+from ascl_ray.safety.render import (BASE_SYSTEM_PROMPT, pick_cases, render_category, render_codes_and_cases,
+                                    render_long_rules)
 from ascl_ray.safety.spec import Case, Category, Rule, RuleStore, load_default_store
 
 
@@ -71,6 +72,9 @@ def test_long_rules_lists_every_rule_and_detail(store):
     assert render_long_rules(detailed) == "## x: X things\n- [x.1] short\n  the long version"
 
 
+METHODS = ("plain", "ascl", "cada", "rules_in_context")  # the built-in methods (ascl_ray.rollout.method)
+
+
 def test_system_prompts_per_method(store):
     prompts = {m: system_prompt(m, store) for m in METHODS}
     assert prompts["plain"] == BASE_SYSTEM_PROMPT
@@ -82,7 +86,7 @@ def test_system_prompts_per_method(store):
     assert "<tool_call>" not in cada
     rules = prompts["rules_in_context"]
     assert all(f"[{r.id}]" in rules for _, r in store.iter_rules()) and "-> refuse" not in rules
-    plain_tags = system_prompt("ascl", store, make_protocol("plain_tags"))
+    plain_tags = system_prompt("ascl", store, make_protocol("plain_tags", categories=store.category_names))
     assert "<rules_query>" in plain_tags and "<tool_call>" not in plain_tags
     assert system_prompt("ascl", store, "plain_tags") == plain_tags
     assert system_prompt("cada", store, base="B").startswith("B\n\n")

@@ -97,7 +97,7 @@ def test_bm25_top_k_filter_and_no_match(store, bm25):
 
 
 def test_make_retriever_errors(store):
-    assert sorted(RETRIEVERS) == ["bm25", "by_category", "whole_spec"]
+    assert RETRIEVERS.names() == ["bm25", "by_category", "whole_spec"]
     with pytest.raises(ValueError, match="name='embedding'"):
         make_retriever("embedding", store)
     with pytest.raises(TypeError, match=r"make_retriever\('bm25'\): bad options \['topk'\]"):

@@ -9,7 +9,7 @@ Channels (chosen by ``trainer.sync_channel``):
   safetensors blob into Ray's object store, loaded by every engine's worker extension.
 - ``shm``: the same blob written to a /dev/shm file that every engine reads (same node only).
 - ``collective``: learner rank 0 broadcasts the gathered tensors over a process group shared with
-  the engines' workers (gloo on CPU, NCCL on GPU; ``ascl_ray.learner.collective``). The GPU path.
+  the engines' workers (gloo on CPU, NCCL on GPU; ``ascl_ray.sync.collective``). The GPU path.
 
 Verification is never skipped silently: the sha256 of what each engine received must equal the
 learner's, and the engine's log-probs on probe sequences must match the learner's within ``tol``
@@ -23,6 +23,11 @@ import tempfile
 import time
 from dataclasses import dataclass
 from typing import Any
+
+from ascl_ray.registry import Registry
+
+# a sync channel: a class built with ``(backend=...)`` and ``push(learners, rollout) -> SyncReport``, ``close()``
+SYNC_CHANNELS = Registry("weight sync channel", point="sync_channel")
 
 
 class WeightSyncError(RuntimeError):
@@ -38,8 +43,12 @@ class SyncReport:
     digest: str
 
 
+@SYNC_CHANNELS.register("object_store")
 class ObjectStoreChannel:
     name = "object_store"
+
+    def __init__(self, backend: str = "auto") -> None:   # no process group: the backend is unused
+        pass
 
     def push(self, learners: Any, rollout: Any) -> SyncReport:
         import ray  # only for sizing the object; the groups own all remote calls
@@ -57,10 +66,11 @@ class ObjectStoreChannel:
         pass
 
 
+@SYNC_CHANNELS.register("shm")
 class ShmChannel:
     name = "shm"
 
-    def __init__(self) -> None:
+    def __init__(self, backend: str = "auto") -> None:
         base = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
         # one file per run, overwritten atomically by each sync (a replaced rollout worker reloads it)
         self.path = os.path.join(base, f"ascl-weights-{os.getpid()}-{id(self)}.safetensors")
@@ -80,9 +90,10 @@ class ShmChannel:
             os.remove(self.path)
 
 
+@SYNC_CHANNELS.register("collective")
 class CollectiveChannel:
     """Learner rank 0 broadcasts the gathered weights tensor by tensor over a process group it shares
-    with every engine's worker (``ascl_ray.learner.collective``): gloo on CPU, NCCL on GPU, no
+    with every engine's worker (``ascl_ray.sync.collective``): gloo on CPU, NCCL on GPU, no
     serialisation and no object store. Both sides hash what they sent/received.
 
     A rollout worker replaced after a failure gets the current weights through the object store
@@ -136,13 +147,13 @@ class CollectiveChannel:
         pass
 
 
-CHANNELS = {"object_store": ObjectStoreChannel, "shm": ShmChannel, "collective": CollectiveChannel}
-
-
 def make_sync_channel(name: str, backend: str = "auto") -> Any:
-    if name not in CHANNELS:
-        raise ValueError(f"trainer.sync_channel: unknown channel {name!r}; known: {sorted(CHANNELS)}")
-    return CollectiveChannel(backend) if name == "collective" else CHANNELS[name]()
+    """Build the channel registered as ``name`` (``trainer.sync_channel``); ``backend``: ``trainer.sync_backend``."""
+    try:
+        cls = SYNC_CHANNELS.get(name)
+    except KeyError as e:
+        raise ValueError(f"trainer.sync_channel: {e}") from None
+    return cls(backend=backend)
 
 
 def _check_digests(expected: str, got: list[str]) -> None:

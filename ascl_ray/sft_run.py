@@ -234,12 +234,13 @@ def run_sft(cfg: Any, data_path: str, out_dir: Optional[str] = None, *, epochs: 
     ``losses`` (per step, before each step's update), ``eval_before`` / ``eval_after`` (token-mean loss
     over the first ``eval_lines`` lines, and per line in ``eval_lines_before/after``), ``checkpoint``,
     ``steps``, ``lines``, ``seconds``."""
-    import ray
+    import dataclasses
+
     from transformers import AutoConfig, AutoTokenizer
 
-    from ascl_ray.config import ConfigError, to_dict
-    from ascl_ray.driver import ensure_model, start_ray
+    from ascl_ray.config import ConfigError
     from ascl_ray.rollout.method import build_context
+    from ascl_ray.runtime import build_stack, ensure_model
 
     t0 = time.perf_counter()
     if epochs < 1:
@@ -248,15 +249,14 @@ def run_sft(cfg: Any, data_path: str, out_dir: Optional[str] = None, *, epochs: 
         raise ConfigError(f"--batch-size: must be >= 1, got {batch_size}")
     if steps is not None and steps < 1:
         raise ConfigError(f"--steps: must be >= 1, got {steps}")
-    d = to_dict(cfg)
     seed = cfg.trainer.seed if seed is None else seed
     out = Path(out_dir or os.path.join(cfg.trainer.out_dir, "sft"))
     model_path = ensure_model(cfg)
     tok = AutoTokenizer.from_pretrained(model_path)
     max_len = getattr(AutoConfig.from_pretrained(model_path), "max_position_embeddings", None)
-    mcfg = dict(d["method"])
+    mcfg = cfg.method
     if train_context is not None:   # segment lines without 'system' follow the chosen context too
-        mcfg["context_at_train"] = train_context == "spec"
+        mcfg = dataclasses.replace(mcfg, context_at_train=train_context == "spec")
     system = build_context(mcfg, tokenizer=tok, train=True).system_text
     lines = load_sft_jsonl(data_path, tok, system, train_context=train_context, max_len=max_len)
     rows = [ln.pair() for ln in lines]
@@ -272,16 +272,11 @@ def run_sft(cfg: Any, data_path: str, out_dir: Optional[str] = None, *, epochs: 
     log.info("sft: %d lines (%d trained tokens) from %s; %d steps of %d rows (%d ranks x %d micro-batches)",
              len(rows), sum(ln.n_trained for ln in lines), data_path, n_steps, bs, W, grad_accum)
 
-    acfg = {**d["algorithm"], "kl_coef": 0.0}       # SFT needs no reference model
-    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    started = start_ray(cfg)
-    learners = None
+    acfg = dataclasses.replace(cfg.algorithm, kl_coef=0.0)     # SFT needs no reference model
     out.mkdir(parents=True, exist_ok=True)
     history: list[dict] = []
-    try:
-        from ascl_ray.learner.actor import LearnerGroup
-
-        learners = LearnerGroup(model_path, d["learner"], acfg, grad_accum, pad)
+    with build_stack(cfg, model_path, rollout=False, reward=False, algorithm=acfg, grad_accum=grad_accum) as stack:
+        learners = stack.learners
         ev_rows = rows[:eval_lines] if eval_lines > 0 else []
         ev_before, per_before = _eval_loss(learners, ev_rows) if ev_rows else (float("nan"), [])
         with open(out / "sft_log.jsonl", "w") as logf:
@@ -296,14 +291,6 @@ def run_sft(cfg: Any, data_path: str, out_dir: Optional[str] = None, *, epochs: 
                          m["loss"], m["grad_norm"], m["n_tokens"], m["seconds"])
         ev_after, per_after = _eval_loss(learners, ev_rows) if ev_rows else (float("nan"), [])
         ckpt = learners.save_hf(str(out / "final"))
-    finally:
-        if learners is not None:
-            try:
-                learners.shutdown()
-            except Exception as e:  # noqa: BLE001 - keep shutting down
-                log.warning("learner shutdown failed: %s", e)
-        if started:
-            ray.shutdown()
     summary = {"data": data_path, "lines": len(rows), "steps": n_steps, "batch_size": bs, "grad_accum": grad_accum,
                "train_context": train_context, "losses": [h["loss"] for h in history],
                "eval_before": ev_before, "eval_after": ev_after, "checkpoint": ckpt, "model": model_path,

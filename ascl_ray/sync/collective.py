@@ -1,6 +1,6 @@
 """Weight broadcast over a torch.distributed process group of its own (no Ray import).
 
-The ``collective`` sync channel (``ascl_ray.learner.sync``) joins learner rank 0 and every rollout
+The ``collective`` sync channel (``ascl_ray.sync.channels``) joins learner rank 0 and every rollout
 engine's worker in one small process group, separate from DeepSpeed's and vLLM's own groups:
 
     rank 0          learner rank 0 (holds the gathered ZeRO-3 weights, TCPStore master)
