@@ -141,7 +141,10 @@ class TrainerCfg:
     iterations: int = 40
     seed: int = 0
     out_dir: str = "runs/default"
-    save_every: int = 0                     # 0: only the final checkpoint
+    save_every: int = 0                     # full-state checkpoint every N iterations (0: only the final HF export)
+    keep_checkpoints: int = 2               # newest full-state checkpoints kept in <out_dir>/checkpoints
+    resume: str = "auto"                    # auto (newest complete checkpoint in out_dir, if any) | never | PATH
+    max_failures: int = 3                   # actor deaths survived per run (rebuild + reload the last checkpoint)
     verify_sync: bool = True
     sync_tol: float = 1e-3                  # max |logprob| diff learner vs engine after a sync
     sync_channel: str = "object_store"      # object_store | shm | collective
@@ -239,6 +242,10 @@ class TrainConfig:
         _check(t.sync_backend in ("auto", "gloo", "nccl"), "trainer.sync_backend",
                f"must be auto, gloo or nccl, got {t.sync_backend!r}")
         _check(t.sync_tol > 0, "trainer.sync_tol", f"must be > 0, got {t.sync_tol}")
+        _check(t.save_every >= 0, "trainer.save_every", f"must be >= 0, got {t.save_every}")
+        _check(t.keep_checkpoints >= 1, "trainer.keep_checkpoints", f"must be >= 1, got {t.keep_checkpoints}")
+        _check(t.max_failures >= 0, "trainer.max_failures", f"must be >= 0, got {t.max_failures}")
+        _check(bool(str(t.resume).strip()), "trainer.resume", "must be auto, never or a checkpoint path")
         try:
             RewardCfg.from_dict(self.reward.to_dict())
         except ValueError as e:

@@ -74,6 +74,10 @@ class Trainer:
         self.tracker: Any = None
         self.sampler = PromptSampler(self.train_rows, cfg.data.prompts_per_iter, cfg.trainer.seed)
         self.adv_state: dict = {}     # the advantage estimator's state across iterations (e.g. IFPO's EMA)
+        self.start_it = 0             # the first iteration to run (> 0 after a resume)
+        self.failures = 0             # actor deaths survived so far
+        self.resumed_from: Optional[str] = None
+        self.resumed_at = 0
 
     # the stack's parts, by name (the loop below reads them)
     learners = property(lambda self: self.stack.learners if self.stack else None)
@@ -82,27 +86,103 @@ class Trainer:
     sync = property(lambda self: self.stack.sync if self.stack else None)
 
     def setup(self) -> "Trainer":
+        from ascl_ray.checkpoint import check_resume_config, load_trainer_state, resolve_resume, resume_keys
         from ascl_ray.runtime import build_stack
-        from ascl_ray.sync.channels import verify_sync
         from ascl_ray.tracking import Tracker
 
         cfg, d = self.cfg, self.cfg_dict
+        resume = resolve_resume(cfg.trainer.resume, self.out_dir)    # a bad PATH fails before any actor
+        if resume is not None:                                       # so does a config that breaks resume
+            check_resume_config(load_trainer_state(resume, restore=False)["resume_keys"], resume_keys(d))
         t0 = time.perf_counter()
         self.stack = build_stack(cfg, self.model_path)
         self.startup_s = time.perf_counter() - t0
         log.info("actors up in %.1fs", self.startup_s)
-        # the engine must start from exactly the learner's weights: verify before the first step
-        if cfg.trainer.verify_sync:
-            verify_sync(self.learners, self.rollout, self.probes, cfg.trainer.sync_tol)
+        state = self._restore(resume) if resume is not None else None
+        self.resumed_at = self.start_it
+        self._verify()     # the engine must run exactly the learner's weights before the first step
         self.out_dir.mkdir(parents=True, exist_ok=True)
         (self.out_dir / "config.json").write_text(json.dumps(d, indent=2))
         self.tracker = Tracker(str(self.out_dir), d, mode=cfg.tracking.wandb_mode, project=cfg.tracking.project,
                                run_name=cfg.tracking.run_name, progress=cfg.tracking.progress,
-                               total=cfg.trainer.iterations)
+                               total=cfg.trainer.iterations,
+                               resume_step=self.start_it if state is not None else None,
+                               wandb_id=(state or {}).get("wandb_id"))
         return self
 
-    def step(self, it: int) -> dict[str, float]:
+    def _verify(self) -> float:
         from ascl_ray.sync.channels import verify_sync
+
+        if not self.cfg.trainer.verify_sync:
+            return 0.0
+        return verify_sync(self.learners, self.rollout, self.probes, self.cfg.trainer.sync_tol)
+
+    # ------------------------------------------------------------------ checkpoints, resume, failures
+    def save_checkpoint(self, iteration: int) -> str:
+        """Full state after ``iteration`` completed iterations, atomically, keeping the newest
+        ``trainer.keep_checkpoints``: the learners' ZeRO-3 parameters + optimizer (+ each rank's torch RNG),
+        an HF export (``hf/``), the sampler, the estimator state, the driver's RNGs, the tracker's wandb id,
+        the config digest and the keys a resume must not change."""
+        from ascl_ray.checkpoint import config_digest, resume_keys, save_trainer_state, write_checkpoint
+
+        def write(tmp: Path) -> None:
+            self.learners.save_checkpoint(str(tmp / "learner"))
+            self.learners.save_hf(str(tmp / "hf"))
+            save_trainer_state(tmp, {
+                "iteration": iteration, "sampler": self.sampler.state_dict(), "estimator_state": self.adv_state,
+                "wandb_id": self.tracker.wandb_id if self.tracker is not None else None,
+                "failures": self.failures, "config_digest": config_digest(self.cfg_dict),
+                "resume_keys": resume_keys(self.cfg_dict)})
+
+        path = write_checkpoint(self.out_dir, iteration, write, keep=self.cfg.trainer.keep_checkpoints)
+        log.info("checkpoint after %d iterations: %s", iteration, path)
+        return str(path)
+
+    def _restore(self, folder: Path) -> dict:
+        """Load a full-state checkpoint into the running stack; the engines get the restored weights."""
+        from ascl_ray.checkpoint import check_resume_config, load_trainer_state, resume_keys
+
+        state = load_trainer_state(folder)
+        check_resume_config(state["resume_keys"], resume_keys(self.cfg_dict))
+        self.learners.load_checkpoint(str(Path(folder) / "learner"))
+        self.sampler.load_state_dict(state["sampler"])
+        self.adv_state = dict(state["estimator_state"])
+        self.start_it = int(state["iteration"])
+        self.failures = int(state.get("failures", 0))
+        self.sync.push(self.learners, self.rollout)
+        self.resumed_from = str(folder)
+        log.info("resumed from %s at iteration %d", folder, self.start_it)
+        return state
+
+    def recover(self, err: BaseException) -> int:
+        """An actor died: rebuild the actors, reload the newest checkpoint (none: the initial weights and
+        state), drop the metrics of the iterations to re-run; returns the iteration to continue from.
+        More than ``trainer.max_failures`` failures re-raise."""
+        from ascl_ray.checkpoint import list_checkpoints
+        from ascl_ray.runtime import build_stack
+
+        self.failures += 1
+        log.error("actor failure %d/%d (%s: %s)", self.failures, self.cfg.trainer.max_failures,
+                  type(err).__name__, str(err).splitlines()[0][:300] if str(err) else "")
+        if self.failures > self.cfg.trainer.max_failures:
+            raise err
+        started = self.stack.started_ray
+        self.stack.close(keep_ray=True)
+        self.stack = build_stack(self.cfg, self.model_path)
+        self.stack.started_ray = started or self.stack.started_ray
+        ckpts = list_checkpoints(self.out_dir)
+        if ckpts:
+            failures = self.failures
+            self._restore(ckpts[-1][1])
+            self.failures = failures
+        else:     # no checkpoint yet: the fresh actors hold the initial weights; start over
+            self.sampler = PromptSampler(self.train_rows, self.cfg.data.prompts_per_iter, self.cfg.trainer.seed)
+            self.adv_state, self.start_it = {}, 0
+        self._verify()
+        self.tracker.rewind(self.start_it)
+        return self.start_it
+
+    def step(self, it: int) -> dict[str, float]:
         from ascl_ray.tracking import PHASES, PhaseTimer
 
         cfg = self.cfg
@@ -125,13 +205,13 @@ class Trainer:
         with timer("sync"):
             rep = self.sync.push(self.learners, self.rollout)
             if cfg.trainer.verify_sync:
-                metrics["sync/max_logprob_diff"] = verify_sync(self.learners, self.rollout, self.probes,
-                                                               cfg.trainer.sync_tol)
+                metrics["sync/max_logprob_diff"] = self._verify()
         step = time.perf_counter() - t_it
         for ph in PHASES:
             metrics[f"timing/{ph}"] = timer.times.get(ph, 0.0)
             self.tracker.phase_done(ph, timer.times.get(ph, 0.0))
         metrics["timing/step"] = step
+        metrics["trainer/failures"] = float(self.failures)
         work = sum(timer.times.get(p, 0.0) for p in ("rollout", "reward", "train", "sync"))
         metrics["timing/overhead_frac"] = max(0.0, step - work) / step
         metrics.update({"sync/bytes": rep.n_bytes, "sync/seconds": rep.seconds,
@@ -184,20 +264,39 @@ class Trainer:
             self.stack = None
 
 
+def actor_errors() -> tuple:
+    """The Ray errors of a dead actor (what ``Trainer.recover`` handles; anything else stops the run)."""
+    import ray
+
+    return tuple(e for e in (getattr(ray.exceptions, n, None) for n in
+                             ("RayActorError", "ActorDiedError", "ActorUnavailableError", "OutOfMemoryError"))
+                 if e is not None)
+
+
 def train(cfg: TrainConfig) -> dict[str, Any]:
-    """Run the loop; returns a summary (history, paths). Raises on any failed sync verification."""
+    """Run the loop (from the newest checkpoint with ``trainer.resume=auto``); returns a summary (history,
+    paths). An actor death is survived up to ``trainer.max_failures`` times; a failed sync verification
+    is never retried (it raises)."""
     tr = Trainer(cfg)
     try:
         tr.setup()
-        n = cfg.trainer.iterations
-        for it in range(n):
-            tr.step(it)
-            if cfg.trainer.save_every and (it + 1) % cfg.trainer.save_every == 0 and it + 1 < n:
-                tr.save(f"checkpoint-{it + 1}")
+        n, every = cfg.trainer.iterations, cfg.trainer.save_every
+        recoverable = actor_errors()
+        it = tr.start_it
+        while it < n:
+            try:
+                tr.step(it)
+            except recoverable as e:
+                it = tr.recover(e)
+                continue
+            it += 1
+            if every and (it % every == 0 or it == n):
+                tr.save_checkpoint(it)
         final = tr.save("final")
         plot = tr.tracker.plot()
         summary = {"history": tr.tracker.history, "final_checkpoint": final, "plot": plot,
-                   "startup_s": tr.startup_s, "total_s": time.perf_counter() - tr.t_start, "out_dir": str(tr.out_dir)}
+                   "startup_s": tr.startup_s, "total_s": time.perf_counter() - tr.t_start, "out_dir": str(tr.out_dir),
+                   "resumed_from": tr.resumed_from, "resumed_at": tr.resumed_at, "failures": tr.failures}
         (tr.out_dir / "summary.json").write_text(
             json.dumps({k: v for k, v in summary.items() if k != "history"}, indent=2))
         return summary

@@ -128,8 +128,18 @@ def make_learners(cfg: TrainConfig, model_path: str, *, algorithm: Optional[Algo
         from transformers import AutoTokenizer
 
         pad = pad_id(AutoTokenizer.from_pretrained(model_path))
-    return LearnerGroup(model_path, cfg.learner, algorithm or cfg.algorithm,
-                        cfg.grad_accum if grad_accum is None else grad_accum, pad)
+    for attempt in range(3):
+        try:
+            return LearnerGroup(model_path, cfg.learner, algorithm or cfg.algorithm,
+                                cfg.grad_accum if grad_accum is None else grad_accum, pad)
+        except Exception as e:  # noqa: BLE001 - only the rendezvous-port race is retried
+            # the rendezvous port is found free on rank 0's node, then bound by rank 0's TCPStore: another
+            # process can take it in between (EADDRINUSE); a fresh group picks a fresh port
+            if attempt == 2 or not any(s in str(e) for s in ("EADDRINUSE", "Address already in use")):
+                raise
+            log.warning("learner group start: rendezvous port taken (%s); retrying with another port",
+                        str(e).splitlines()[0][:200])
+    raise AssertionError("unreachable")
 
 
 def make_rollout(cfg: TrainConfig, model_path: str, *, method: Optional[MethodCfg] = None,
@@ -168,7 +178,8 @@ class Stack:
         self.rollout = make_rollout(self.cfg, self.model_path, method=method, rollout=rollout, seed=seed)
         return self.rollout
 
-    def close(self) -> None:
+    def close(self, keep_ray: bool = False) -> None:
+        """End every part; ``keep_ray``: leave a Ray this stack started running (a rebuild after a failure)."""
         for name in ("sync", "pool", "rollout", "learners"):
             part = getattr(self, name)
             if part is None:
@@ -178,7 +189,7 @@ class Stack:
             except Exception as e:  # noqa: BLE001 - keep shutting the rest down
                 log.warning("shutdown of %s failed: %s", name, e)
             setattr(self, name, None)
-        if self.started_ray:
+        if self.started_ray and not keep_ray:
             import ray
 
             ray.shutdown()

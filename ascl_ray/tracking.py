@@ -50,27 +50,86 @@ class PhaseTimer:
             self.times[name] = self.times.get(name, 0.0) + time.perf_counter() - t0
 
 
+def _read_rows(path: Path) -> list[dict[str, Any]]:
+    """The rows of a metrics.jsonl; a line that does not parse (a crash mid-write) is skipped."""
+    rows = []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(row, dict) and isinstance(row.get("step"), (int, float)):
+                rows.append(row)
+    return rows
+
+
 class Tracker:
+    """Metrics of one run: ``history`` (rows ``{"step": s, **metrics}``), ``metrics.jsonl`` in ``out_dir``
+    (one row per ``log``), wandb (``mode``: offline | online | disabled) and the console.
+
+    A fresh run (``resume_step`` None) truncates ``metrics.jsonl``. A resumed run (``resume_step`` = the
+    first step it will log) keeps the rows of the earlier steps (``step < resume_step``): the file is
+    rewritten atomically with just those rows, ``history`` starts with them, and new rows are appended.
+    ``wandb_id`` continues that wandb run (``resume="allow"``); ``self.wandb_id`` is the run's id (None
+    with wandb disabled), for the checkpoint to record."""
+
     def __init__(self, out_dir: str, config: dict, *, mode: str = "offline", project: str = "ascl-ray",
-                 run_name: Optional[str] = None, progress: bool = True, total: int = 0):
+                 run_name: Optional[str] = None, progress: bool = True, total: int = 0,
+                 resume_step: Optional[int] = None, wandb_id: Optional[str] = None):
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.history: list[dict[str, Any]] = []
-        self._jsonl = open(self.out_dir / "metrics.jsonl", "w")   # a fresh run (no resume yet): never append to an old one
+        if resume_step is None:
+            self._jsonl = open(self._jsonl_path, "w")   # a fresh run: never append to an old one
+        else:
+            self.history = [r for r in _read_rows(self._jsonl_path) if r["step"] < resume_step]
+            self._jsonl = None
+            self._rewrite_jsonl()
         self.wandb = None
+        self._wandb_id: Optional[str] = None
         if mode != "disabled":
             os.environ.setdefault("WANDB_SILENT", "true")
             import wandb
 
+            kw: dict[str, Any] = dict(id=wandb_id, resume="allow") if wandb_id else {}
             self.wandb = wandb.init(project=project, name=run_name, config=config, mode=mode,
-                                    dir=str(self.out_dir), reinit="finish_previous")
+                                    dir=str(self.out_dir), reinit="finish_previous", **kw)
             self.wandb.define_metric("consultation/*", summary="last")
+            self._wandb_id = self.wandb.id
         self.bars = {}
         if progress and total:
             from tqdm.auto import tqdm
 
             for i, ph in enumerate(PHASES):
                 self.bars[ph] = tqdm(total=total, desc=f"{ph:>9}", position=i, leave=True, dynamic_ncols=True)
+
+    @property
+    def _jsonl_path(self) -> Path:
+        return self.out_dir / "metrics.jsonl"
+
+    @property
+    def wandb_id(self) -> Optional[str]:
+        """The wandb run id (pass it back as ``wandb_id`` to continue the run); None with wandb disabled."""
+        return self._wandb_id
+
+    def _rewrite_jsonl(self) -> None:
+        """Replace metrics.jsonl with ``history`` in one rename, then append to it."""
+        if self._jsonl is not None:
+            self._jsonl.close()
+        tmp = self._jsonl_path.with_name("metrics.jsonl.tmp")
+        with open(tmp, "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in self.history)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self._jsonl_path)
+        self._jsonl = open(self._jsonl_path, "a")
+
+    def rewind(self, step: int) -> None:
+        """Forget every row with ``step >= step`` (history and metrics.jsonl, rewritten atomically), so
+        those iterations can run again. wandb keeps what it already got: it ignores steps it has seen."""
+        self.history = [r for r in self.history if r["step"] < step]
+        self._rewrite_jsonl()
 
     def phase_done(self, phase: str, seconds: float) -> None:
         bar = self.bars.get(phase)

@@ -155,6 +155,26 @@ class LearnerActor:
             out += list(zip(nll, n))
         return out if self.rank == 0 else None
 
+    def save_checkpoint(self, folder: str, tag: str) -> None:
+        """Collective: DeepSpeed checkpoint of this rank (weights + optimizer partitions) with this
+        rank's torch RNG state and rank as client state."""
+        import torch
+
+        self.policy.save_checkpoint(folder, tag, {"torch_rng": torch.get_rng_state(), "rank": self.rank})
+
+    def load_checkpoint(self, folder: str, tag: str) -> None:
+        """Collective: restore weights, optimizer state and this rank's torch RNG state."""
+        import torch
+
+        client = self.policy.load_checkpoint(folder, tag)
+        if "torch_rng" not in client or client.get("rank") != self.rank:
+            raise RuntimeError(f"learner checkpoint {folder}/{tag}: rank {self.rank} found client state "
+                               f"{sorted(client)} of rank {client.get('rank')}, expected its own torch_rng and rank")
+        torch.set_rng_state(client["torch_rng"])
+
+    def pid(self) -> int:
+        return os.getpid()
+
     def shutdown(self) -> None:
         self.policy.shutdown()
 
@@ -207,10 +227,49 @@ class LearnerGroup:
                 r, self.world_size, addr, port, model_path, lcfg, acfg, grad_accum, pad_id)
             for r in range(self.world_size)
         ]
-        ray.get([a.node_ip.remote() for a in self.actors])  # surface init errors now
+        try:
+            ray.get([a.node_ip.remote() for a in self.actors])  # surface init errors now
+        except Exception:
+            # nothing may outlive a failed start: the other ranks would wait in the rendezvous and the
+            # placement group would hold its CPUs/GPUs for good
+            for a in self.actors:
+                ray.kill(a)
+            from ray.util.placement_group import remove_placement_group
+
+            remove_placement_group(self.pg)
+            raise
+
+    def _get_all(self, refs: list) -> list[Any]:
+        """``ray.get(refs)``, except that a rank whose actor died (a Ray actor error) does not leave the
+        call waiting on the other ranks, which would sit in a gloo collective until its 30-minute
+        timeout: every learner actor is killed at once and that error is raised (the group is then
+        unusable; the caller rebuilds it). Other errors are raised as ``ray.get`` does: after all
+        refs finished, the first in order."""
+        refs = list(refs)
+        index = {ref: i for i, ref in enumerate(refs)}
+        values: list[Any] = [None] * len(refs)
+        errors: dict[int, Exception] = {}
+        pending = list(refs)
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            for ref in ready:
+                try:
+                    values[index[ref]] = ray.get(ref)
+                except ray.exceptions.RayActorError:
+                    for a in self.actors:
+                        try:
+                            ray.kill(a)
+                        except Exception:  # noqa: BLE001 - already gone
+                            pass
+                    raise
+                except Exception as e:  # noqa: BLE001 - raised below, in order, once every rank finished
+                    errors[index[ref]] = e
+        if errors:
+            raise errors[min(errors)]
+        return values
 
     def _all(self, method: str, *args: Any) -> list[Any]:
-        return ray.get([getattr(a, method).remote(*args) for a in self.actors])
+        return self._get_all([getattr(a, method).remote(*args) for a in self.actors])
 
     def update(self, rollouts: list[Rollout]) -> dict:
         W = self.world_size
@@ -218,15 +277,15 @@ class LearnerGroup:
             raise ValueError(f"learner: batch of {len(rollouts)} rollouts does not split over {W} ranks")
         n = len(rollouts) // W
         shards = [rollouts[r * n:(r + 1) * n] for r in range(W)]
-        res = ray.get([a.update.remote(s, self.lcfg.num_mini_batches, self.lcfg.epochs)
-                       for a, s in zip(self.actors, shards)])
+        res = self._get_all([a.update.remote(s, self.lcfg.num_mini_batches, self.lcfg.epochs)
+                             for a, s in zip(self.actors, shards)])
         keys = res[0].keys()
         return {k: sum(r[k] for r in res) / W for k in keys}
 
     def export_weights_ref(self) -> tuple[Any, str]:
         """Returns (ObjectRef of the safetensors bytes in the object store, sha256)."""
         refs = [a.export_weights.remote() for a in self.actors]
-        ray.get([d for _, d in refs])
+        self._get_all([d for _, d in refs])     # a dead rank fails the sync at once (never a hang)
         payload_ref, digest_ref = refs[0]
         return payload_ref, ray.get(digest_ref)
 
@@ -259,7 +318,7 @@ class LearnerGroup:
         total = float(sum(sum(m[1:]) for _, m in rows))
         if total <= 0:
             raise ValueError("sft_update: no trained tokens in the batch (every loss_mask is 0)")
-        res = ray.get([a.sft_update.remote(s, total) for a, s in zip(self.actors, shards)])
+        res = self._get_all([a.sft_update.remote(s, total) for a, s in zip(self.actors, shards)])
         nll = sum(r["nll_sum"] for r in res)
         n = sum(r["n_tokens"] for r in res)
         return {"loss": nll / max(n, 1.0), "n_tokens": n, "grad_norm": res[0]["grad_norm"], "lr": res[0]["lr"]}
@@ -267,6 +326,18 @@ class LearnerGroup:
     def sft_eval(self, rows: list[tuple[list[int], list[int]]]) -> list[tuple[float, float]]:
         """Per-row (nll sum, trained tokens) under the current weights (no update)."""
         return self._all("sft_eval", rows)[0]
+
+    def save_checkpoint(self, folder: str, tag: str = "learner") -> None:
+        """All ranks write their DeepSpeed checkpoint into ``folder/tag`` (see ``Policy.save_checkpoint``)."""
+        self._all("save_checkpoint", folder, tag)
+
+    def load_checkpoint(self, folder: str, tag: str = "learner") -> None:
+        """All ranks restore weights, optimizer state and torch RNG from ``folder/tag`` (same world size)."""
+        self._all("load_checkpoint", folder, tag)
+
+    def pids(self) -> list[int]:
+        """OS process id of every rank (rank order)."""
+        return self._all("pid")
 
     def peak_rss_mb(self) -> list[float]:
         return self._all("peak_rss_mb")

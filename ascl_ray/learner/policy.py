@@ -222,6 +222,30 @@ class Policy:
                     shutil.copy(f, tmp / f.name)
         return str(out_dir)
 
+    # ------------------------------------------------------------------ full-state checkpoint
+    def save_checkpoint(self, folder: str, tag: str, client_state: dict) -> None:
+        """Collective (every rank calls it with the same ``folder`` and ``tag``): DeepSpeed writes
+        ``folder/tag/`` with this rank's ZeRO-3 partitions of the parameters and the optimizer state
+        (plus ``client_state``, saved per rank) and ``folder/latest``. ``folder`` must be storage every
+        rank can reach (one machine, or a shared file system). The frozen reference model is not saved
+        (it is rebuilt from ``model_path``)."""
+        self.engine.save_checkpoint(folder, tag=tag, client_state=client_state)
+
+    def load_checkpoint(self, folder: str, tag: str) -> dict:
+        """Collective: restore parameters, optimizer state (and step counts) and LR scheduler from
+        ``folder/tag`` written by ``save_checkpoint`` with the same world size; returns this rank's
+        client state. Nothing loadable there is a FileNotFoundError naming the folder."""
+        import os
+
+        if not os.path.isdir(os.path.join(folder, tag)):    # checked before any collective: all ranks raise
+            raise FileNotFoundError(f"learner checkpoint: nothing to load in {folder} (no folder {tag!r} there)")
+        load_path, client_state = self.engine.load_checkpoint(folder, tag=tag, load_optimizer_states=True,
+                                                              load_lr_scheduler_states=True)
+        if load_path is None:
+            raise FileNotFoundError(f"learner checkpoint: nothing to load in {folder} (tag {tag!r}) "
+                                    f"on rank {self.rank}")
+        return dict(client_state or {})
+
     def shutdown(self) -> None:
         import torch.distributed as dist
 

@@ -31,3 +31,70 @@ def test_tracker_wandb_offline(tmp_path):
     tr.close()
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert runs and any(p.suffix == ".wandb" for p in runs[0].iterdir())
+
+
+def _rows(path):
+    return [json.loads(x) for x in (path / "metrics.jsonl").read_text().splitlines()]
+
+
+def _run(tmp_path, steps, **kw):
+    tr = Tracker(str(tmp_path), {"a": 1}, mode="disabled", progress=False, **kw)
+    for s in steps:
+        tr.log({"reward/mean": float(s)}, s)
+    return tr
+
+
+def test_tracker_without_resume_truncates_and_has_no_wandb_id(tmp_path):
+    _run(tmp_path, range(3)).close()
+    tr = _run(tmp_path, [0])
+    assert tr.wandb_id is None
+    tr.close()
+    assert [r["step"] for r in _rows(tmp_path)] == [0]
+
+
+def test_tracker_resume_keeps_earlier_rows_and_appends(tmp_path):
+    _run(tmp_path, range(5)).close()
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write('{"step": 5, "reward/me')                  # a crash mid-write: torn last line
+    tr = Tracker(str(tmp_path), {"a": 1}, mode="disabled", progress=False, resume_step=3)
+    assert [r["step"] for r in tr.history] == [0, 1, 2]
+    assert [r["step"] for r in _rows(tmp_path)] == [0, 1, 2]     # rewritten before any new row
+    assert not (tmp_path / "metrics.jsonl.tmp").exists()
+    for s in (3, 4):
+        tr.log({"reward/mean": 10.0 + s}, s)
+    tr.close()
+    rows = _rows(tmp_path)
+    assert [r["step"] for r in rows] == [0, 1, 2, 3, 4] and rows[1]["reward/mean"] == 1.0
+    assert rows[4]["reward/mean"] == 14.0
+    # resuming a run folder that has no metrics yet
+    tr = Tracker(str(tmp_path / "new"), {}, mode="disabled", progress=False, resume_step=7)
+    assert tr.history == []
+    tr.close()
+    assert (tmp_path / "new" / "metrics.jsonl").read_text() == ""
+
+
+def test_tracker_rewind_drops_rows_from_step_on(tmp_path):
+    tr = _run(tmp_path, range(6))
+    tr.rewind(4)
+    assert [r["step"] for r in tr.history] == [0, 1, 2, 3]
+    assert [r["step"] for r in _rows(tmp_path)] == [0, 1, 2, 3]
+    tr.log({"reward/mean": 40.0}, 4)
+    tr.rewind(10)                                          # nothing at or after 10: unchanged
+    tr.close()
+    rows = _rows(tmp_path)
+    assert [r["step"] for r in rows] == [0, 1, 2, 3, 4] and rows[-1]["reward/mean"] == 40.0
+
+
+def test_tracker_wandb_id_continues_the_run(tmp_path):
+    tr = Tracker(str(tmp_path), {"lr": 1e-3}, mode="offline", progress=False)
+    rid = tr.wandb_id
+    assert isinstance(rid, str) and rid
+    tr.log({"reward/mean": 0.3}, 0)
+    tr.close()
+    tr = Tracker(str(tmp_path), {"lr": 1e-3}, mode="offline", progress=False, resume_step=1, wandb_id=rid)
+    assert tr.wandb_id == rid and [r["step"] for r in tr.history] == [0]
+    tr.log({"reward/mean": 0.4}, 1)
+    tr.close()
+    assert [r["step"] for r in _rows(tmp_path)] == [0, 1]
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2 and all(f"-{rid}" in p.name for p in runs)    # one wandb run id across the resume
