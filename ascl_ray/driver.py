@@ -211,7 +211,10 @@ class Trainer:
             metrics[f"timing/{ph}"] = timer.times.get(ph, 0.0)
             self.tracker.phase_done(ph, timer.times.get(ph, 0.0))
         metrics["timing/step"] = step
-        metrics["trainer/failures"] = float(self.failures)
+        metrics["trainer/failures"] = float(self.failures)           # rebuilds after a dead actor (learners)
+        metrics["trainer/rollout_restarts"] = float(getattr(self.rollout, "restarts", 0))   # workers replaced
+        stats = getattr(self.pool, "stats", {}) or {}
+        metrics["trainer/reward_actor_deaths"] = float(stats.get("actor_deaths", 0) + stats.get("actor_restarts", 0))
         work = sum(timer.times.get(p, 0.0) for p in ("rollout", "reward", "train", "sync"))
         metrics["timing/overhead_frac"] = max(0.0, step - work) / step
         metrics.update({"sync/bytes": rep.n_bytes, "sync/seconds": rep.seconds,

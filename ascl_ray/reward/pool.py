@@ -283,6 +283,7 @@ class RewardPool:
             log.warning("RewardPool: needs %g CPUs, %g free now: workers start when CPUs are released", need, free)
         self._cls = ray.remote(RewardWorker)
         self.stats: Counter = Counter()
+        self._pids: dict[int, Any] = {}     # slot -> the worker process that answered last (restarts counted)
         self._actors: list[Any] = [self._new_actor(i) for i in range(self.cfg.num_workers)]
         self._closed = False
         try:
@@ -305,6 +306,7 @@ class RewardPool:
         except Exception:
             pass
         self._actors[index] = self._new_actor(index)
+        self._pids.pop(index, None)
 
     def _ensure_alive(self, index: int) -> bool:
         """True if actor ``index`` answers ping (after a Ray restart); otherwise replace it."""
@@ -362,6 +364,7 @@ class RewardPool:
                     out = ray.get(ref)
                 except _ACTOR_ERRORS as e:
                     self.stats["actor_deaths"] += 1
+                    self._pids.pop(slot, None)      # its restart is this death, not another one
                     log.warning("RewardPool: reward worker %d died scoring items %d..%d: %s", slot, lo, hi - 1,
                                 str(e).splitlines()[0][:200])
                     alive = self._ensure_alive(slot)
@@ -378,6 +381,10 @@ class RewardPool:
                     continue
                 for i, r in enumerate(out["results"]):
                     results[lo + i] = r
+                pid = out.get("pid")
+                if pid is not None and self._pids.get(slot, pid) != pid:   # Ray restarted it between calls
+                    self.stats["actor_restarts"] += 1
+                self._pids[slot] = pid
                 for c, v in out.get("counts", {}).items():
                     self.stats[c] += v
                 if out.get("hung_threads", 0) > 0:

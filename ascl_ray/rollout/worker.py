@@ -43,6 +43,9 @@ class RolloutWorker:
     def ready(self) -> bool:
         return True
 
+    def pid(self) -> int:
+        return os.getpid()
+
     def peak_rss_mb(self) -> float:
         from ascl_ray.resources import peak_rss_mb
 
@@ -159,6 +162,10 @@ class RolloutGroup:
 
     def peak_rss_mb(self) -> list[float]:
         return ray.get([w.peak_rss_mb.remote() for w in self.workers])
+
+    def pids(self) -> list[int]:
+        """OS process id of every worker (for kill tests)."""
+        return ray.get([w.pid.remote() for w in self.workers])
 
     def kill_worker(self, k: int) -> None:
         """Fault injection for tests: kill worker ``k`` (the next generate replaces it)."""
