@@ -144,6 +144,46 @@ def bench_sync_medium(tiny_path: str, work: str, hidden: int = 512, layers: int 
         stack.close()
 
 
+def bench_checkpoint(model_path: str, work: str, overrides: Optional[list[str]] = None, reps: int = 2) -> list[dict]:
+    """Full-state checkpoint of the learner group (2 ZeRO-3 ranks) after one optimizer step: save (DeepSpeed
+    partitions of parameters and Adam state + the HF export + trainer state, atomic) and load (parameters +
+    optimizer) time, and size. The load follows the save (the files are in the page cache)."""
+    from ascl_ray.checkpoint import save_trainer_state, write_checkpoint
+    from ascl_ray.cli import compose
+    from ascl_ray.runtime import build_stack
+
+    cfg = compose([f"model.path={model_path}", *(overrides or [])])
+    out = Path(work) / "checkpoint-bench"
+    stack = build_stack(cfg, model_path, rollout=False, reward=False, sync=False)
+    try:
+        L = stack.learners
+        # one optimizer step first: Adam allocates its moments lazily, an untrained checkpoint has none
+        n_rows = 2 * cfg.learner.num_actors * cfg.grad_accum
+        L.sft_update([(list(range(1, 33)), [0] * 8 + [1] * 24) for _ in range(n_rows)])
+        saves, loads, path = [], [], None
+        for i in range(reps):
+            t = time.perf_counter()
+
+            def write(tmp: Path) -> None:
+                L.save_checkpoint(str(tmp / "learner"))
+                L.save_hf(str(tmp / "hf"))
+                save_trainer_state(tmp, {"iteration": i + 1})
+
+            path = write_checkpoint(out, i + 1, write, keep=1)
+            saves.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            L.load_checkpoint(str(path / "learner"))
+            loads.append(time.perf_counter() - t)
+        size = sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+        n_params = sum(f.stat().st_size for f in (Path(path) / "hf").glob("*.safetensors"))
+        section = f"checkpoint ({cfg.model.name}, {cfg.learner.num_actors} ZeRO-3 ranks)"
+        return [_row(section, "full-state save (ZeRO-3 params + optimizer, HF export, state)", min(saves), "s"),
+                _row(section, "learner load (params + optimizer)", min(loads), "s"),
+                _row(section, "checkpoint size", size / 1e6, "MB", f"HF weights {n_params / 1e6:.1f} MB")]
+    finally:
+        stack.close()
+
+
 def bench_rollout(model_path: str, n_prompts: int = 32, max_new: int = 64, samples: int = 4,
                   reps: int = 9) -> list[dict]:
     """Engine-level (no Ray): tool turn on vs off on the same engine and prompts; vLLM vs HF generate."""
@@ -274,7 +314,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(description="ascl-ray benchmarks: prints one table (and writes bench.json).")
     p.add_argument("--iters", type=int, default=3, help="measured iterations per batch size")
     p.add_argument("--out", default="runs/bench")
-    p.add_argument("--skip", nargs="*", default=[], choices=["loop", "sync_medium", "rollout", "reward"])
+    p.add_argument("--skip", nargs="*", default=[], choices=["loop", "sync_medium", "checkpoint", "rollout", "reward"])
     p.add_argument("overrides", nargs="*", help="hydra overrides for the loop benchmark")
     a = p.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -289,6 +329,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         rows += bench_loop(a.overrides, a.iters, a.out)
     if "sync_medium" not in a.skip:
         rows += bench_sync_medium(model_path, a.out)
+    if "checkpoint" not in a.skip:
+        rows += bench_checkpoint(model_path, a.out, a.overrides)
+        medium = os.path.join(a.out, "medium-model")      # built by the sync_medium bench (~100 MB of weights)
+        if os.path.exists(os.path.join(medium, "config.json")):
+            rows += bench_checkpoint(medium, a.out, ["model.build_tiny=false", "model.name=medium_random"])
     import ray
 
     if ray.is_initialized():
