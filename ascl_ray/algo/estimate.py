@@ -48,10 +48,7 @@ def groups_both_modes(group_ids: Any, modes: Any) -> float:
     _, g, m = validate_inputs(torch.zeros(len(group_ids), dtype=torch.float64), group_ids, modes)
     if m is None:
         raise ValueError("groups_both_modes needs `modes`")
-    grp = make_groups(g)
-    n_consult = grp.sum(m.to(torch.float64))
-    both = (n_consult > 0) & (n_consult < grp.counts.to(torch.float64))
-    return float(both.to(torch.float64).mean())
+    return make_groups(g).both_modes_share(m)
 
 
 def estimate(name: str | Callable, rewards: Any, group_ids: Any, modes: Any = None, *,

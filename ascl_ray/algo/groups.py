@@ -109,6 +109,12 @@ class Groups:
         """[B] bool: True where every sample of the sample's group has the same value of x."""
         return (self.amax(x) == self.amin(x))[self.inverse]
 
+    def both_modes_share(self, modes: torch.Tensor) -> float:
+        """Share of groups holding both a consult and a direct sample (K = 2); ``modes`` [B] bool."""
+        n_consult = self.sum(modes.to(torch.float64))
+        both = (n_consult > 0) & (n_consult < self.counts.to(torch.float64))
+        return float(both.to(torch.float64).mean())
+
     def centered(self, x: torch.Tensor) -> torch.Tensor:
         """[B] x - group mean, exactly 0 in groups whose values are all equal (no rounding residue)."""
         c = x - self.mean(x)[self.inverse]

@@ -211,9 +211,7 @@ def ifpo_stats(
         out["ifpo/reward_direct"] = float(r[~m].mean())
 
     grp = make_groups(g)
-    n_consult = grp.sum(mf)
-    both = (n_consult > 0) & (n_consult < grp.counts.to(torch.float64))
-    out["ifpo/groups_both_modes"] = float(both.to(torch.float64).mean())
+    out["ifpo/groups_both_modes"] = grp.both_modes_share(m)
     out["ifpo/n_groups"] = float(grp.n_groups)
 
     if weights is not None:
