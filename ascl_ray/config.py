@@ -35,7 +35,9 @@ class RolloutCfg:
     engine: str = "vllm"
     num_workers: int = 1
     num_cpus_per_worker: float = 1.0
-    num_gpus_per_worker: float = 0.0
+    num_gpus_per_worker: float = 0.0       # per engine: with tensor parallelism, one GPU per TP rank
+    tensor_parallel_size: int = 1           # vLLM TP ranks per engine (on one node: they share the engine's bundle)
+    resources: dict[str, float] = field(default_factory=dict)  # custom Ray resources per engine (node pinning)
     n_samples: int = 8                      # G: samples per prompt (group size)
     temperature: float = 1.0
     top_p: float = 1.0
@@ -66,7 +68,6 @@ class LearnerCfg:
     num_cpus_per_actor: float = 0.25
     num_gpus_per_actor: float = 0.0
     resources: dict[str, float] = field(default_factory=dict)  # custom Ray resources per learner (node pinning)
-    placement_timeout_s: float = 120.0      # the learners' placement group must be placed within this
     backend: str = "gloo"                   # gloo on CPU, nccl on GPU
     dtype: str = "float32"
     lr: float = 3e-4
@@ -134,6 +135,9 @@ class ClusterCfg:
     address: Optional[str] = None           # None: local Ray; "auto" inside `ray job submit`
     num_cpus: Optional[int] = None
     namespace: str = "ascl-ray"
+    # every actor group reserves its bundles in a placement group first (ascl_ray/placement.py); a plan the
+    # cluster cannot hold within this is an error naming the group, its bundle and the cluster's resources
+    placement_timeout_s: float = 120.0
 
 
 @dataclass
@@ -199,9 +203,16 @@ class TrainConfig:
         _check(r.block_size is None or (r.block_size > 0 and r.block_size % 16 == 0), "rollout.block_size",
                f"must be null (vLLM's default) or a positive multiple of 16, got {r.block_size}")
         _check(l.num_actors >= 1, "learner.num_actors", f"must be >= 1, got {l.num_actors}")
-        _check(l.placement_timeout_s > 0, "learner.placement_timeout_s", f"must be > 0, got {l.placement_timeout_s}")
-        _check(all(v > 0 for v in l.resources.values()), "learner.resources",
-               f"amounts must be > 0, got {dict(l.resources)}")
+        _check(self.cluster.placement_timeout_s > 0, "cluster.placement_timeout_s",
+               f"must be > 0, got {self.cluster.placement_timeout_s}")
+        for key, res in (("learner.resources", l.resources), ("rollout.resources", r.resources),
+                         ("reward.resources", self.reward.resources)):
+            _check(all(v > 0 for v in res.values()), key, f"amounts must be > 0, got {dict(res)}")
+        _check(r.tensor_parallel_size >= 1, "rollout.tensor_parallel_size", f"must be >= 1, got {r.tensor_parallel_size}")
+        if r.tensor_parallel_size > 1:
+            _check(r.num_gpus_per_worker == r.tensor_parallel_size, "rollout.num_gpus_per_worker",
+                   f"an engine with rollout.tensor_parallel_size={r.tensor_parallel_size} needs one GPU per TP rank: "
+                   f"set rollout.num_gpus_per_worker={r.tensor_parallel_size} (got {r.num_gpus_per_worker:g})")
         _check(l.backend in ("gloo", "nccl"), "learner.backend", f"must be gloo or nccl, got {l.backend!r}")
         _check(l.dtype in ("float32", "bfloat16"), "learner.dtype", f"must be float32 or bfloat16, got {l.dtype!r}")
         _check(l.lr > 0, "learner.lr", f"must be > 0, got {l.lr}")
@@ -263,7 +274,7 @@ class TrainConfig:
 
 
 # old key -> new key: a config (or override) that still uses the old name gets an error naming the new one
-RENAMED_KEYS = {"method.protocol": "method.wire_format"}
+RENAMED_KEYS = {"method.protocol": "method.wire_format", "learner.placement_timeout_s": "cluster.placement_timeout_s"}
 
 
 def check_renamed(cfg: DictConfig | dict) -> None:

@@ -5,7 +5,8 @@
     stack.close()                                                        # ends all of them (and a Ray it started)
 
 train, sft, eval, cada-chains and bench all build their actors here, so placement, plugins and
-shutdown are the same everywhere. ``algorithm.plugins`` are imported in this process and in every actor.
+shutdown are the same everywhere. Each group reserves its bundles in a placement group before its actors
+start (``ascl_ray/placement.py``; custom ``resources`` per group pin it to nodes). ``algorithm.plugins`` are imported in this process and in every actor.
 The parts (``make_learners``, ``make_rollout``, ``make_reward_pool``) take the typed config objects and
 pass them to the actors as they are (no dicts, no defaults re-declared).
 """
@@ -131,7 +132,8 @@ def make_learners(cfg: TrainConfig, model_path: str, *, algorithm: Optional[Algo
     for attempt in range(3):
         try:
             return LearnerGroup(model_path, cfg.learner, algorithm or cfg.algorithm,
-                                cfg.grad_accum if grad_accum is None else grad_accum, pad)
+                                cfg.grad_accum if grad_accum is None else grad_accum, pad,
+                                placement_timeout_s=cfg.cluster.placement_timeout_s)
         except Exception as e:  # noqa: BLE001 - only the rendezvous-port race is retried
             # the rendezvous port is found free on rank 0's node, then bound by rank 0's TCPStore: another
             # process can take it in between (EADDRINUSE); a fresh group picks a fresh port
@@ -148,13 +150,14 @@ def make_rollout(cfg: TrainConfig, model_path: str, *, method: Optional[MethodCf
     from ascl_ray.rollout.worker import RolloutGroup
 
     return RolloutGroup(model_path, rollout or cfg.rollout, method or cfg.method,
-                        cfg.trainer.seed if seed is None else seed, plugins=tuple(cfg.algorithm.plugins))
+                        cfg.trainer.seed if seed is None else seed, plugins=tuple(cfg.algorithm.plugins),
+                        placement_timeout_s=cfg.cluster.placement_timeout_s)
 
 
 def make_reward_pool(cfg: TrainConfig) -> Any:
     from ascl_ray.reward.pool import RewardPool
 
-    return RewardPool(cfg.reward, plugins=tuple(cfg.algorithm.plugins))
+    return RewardPool(cfg.reward, plugins=tuple(cfg.algorithm.plugins), placement_timeout_s=cfg.cluster.placement_timeout_s)
 
 
 @dataclass

@@ -46,6 +46,9 @@ class LearnerActor:
     def node_ip(self) -> str:
         return ray.util.get_node_ip_address()
 
+    def node_id(self) -> str:
+        return ray.get_runtime_context().get_node_id()
+
     def endpoint(self) -> tuple[str, int]:
         return ray.util.get_node_ip_address(), _free_port()
 
@@ -179,51 +182,26 @@ class LearnerActor:
         self.policy.shutdown()
 
 
-@ray.remote(num_cpus=0)
-def _endpoint_here() -> tuple[str, int, str]:
-    """(node IP, a port free there, node id) of the node this task runs on."""
-    return ray.util.get_node_ip_address(), _free_port(), ray.get_runtime_context().get_node_id()
-
-
-def learner_placement(world_size: int, num_cpus: float, num_gpus: float, resources: Optional[dict] = None,
-                      timeout_s: float = 120.0) -> tuple[Any, tuple[str, int, str]]:
-    """A placement group with one bundle per learner rank (``PACK``: ranks packed per node) and the
-    DeepSpeed rendezvous endpoint: the IP of the node that holds rank 0's bundle and a port free THERE
-    (found by a task placed in that bundle; the driver's IP was wrong whenever rank 0 landed elsewhere).
-    A cluster that cannot hold the plan within ``timeout_s`` is a RuntimeError naming the bundle."""
-    from ray.util.placement_group import placement_group, remove_placement_group
-    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
-
-    bundle = {"CPU": float(num_cpus), **({"GPU": float(num_gpus)} if num_gpus else {}), **(resources or {})}
-    pg = placement_group([dict(bundle) for _ in range(world_size)], strategy="PACK", name="")
-    ready, _ = ray.wait([pg.ready()], timeout=timeout_s)
-    if not ready:
-        remove_placement_group(pg)
-        raise RuntimeError(
-            f"learner placement: {world_size} bundles of {bundle} (learner.num_actors x learner.num_cpus_per_actor"
-            f" / num_gpus_per_actor / resources) could not be placed within {timeout_s:g}s "
-            f"(learner.placement_timeout_s); the cluster has {ray.cluster_resources()}, available now "
-            f"{ray.available_resources()}")
-    at0 = PlacementGroupSchedulingStrategy(pg, placement_group_bundle_index=0)
-    return pg, ray.get(_endpoint_here.options(scheduling_strategy=at0).remote())
-
-
 class LearnerGroup:
     """The learner ranks of one run (typed ``learner`` and ``algorithm`` config, passed as is to every rank)."""
 
-    def __init__(self, model_path: str, lcfg: LearnerCfg, acfg: AlgorithmCfg, grad_accum: int, pad_id: int):
-        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+    def __init__(self, model_path: str, lcfg: LearnerCfg, acfg: AlgorithmCfg, grad_accum: int, pad_id: int,
+                 placement_timeout_s: float = 120.0):
+        from ascl_ray import placement
 
         self.world_size = int(lcfg.num_actors)
         self.lcfg = lcfg
-        self.pg, (addr, port, self.rank0_node) = learner_placement(
-            self.world_size, lcfg.num_cpus_per_actor, lcfg.num_gpus_per_actor, lcfg.resources,
-            lcfg.placement_timeout_s)
+        # one bundle per rank (PACK); the rendezvous is rank 0's node IP and a port free THERE (ascl_ray/placement.py)
+        self.pg = placement.place(placement.learner_plan(lcfg), placement_timeout_s)
+        try:
+            addr, port, self.rank0_node = placement.endpoint_in_bundle(self.pg, 0)
+        except BaseException:
+            placement.remove(self.pg)
+            raise
         self.actors = [
             LearnerActor.options(num_cpus=lcfg.num_cpus_per_actor, num_gpus=lcfg.num_gpus_per_actor,
                                  resources=dict(lcfg.resources or {}),
-                                 scheduling_strategy=PlacementGroupSchedulingStrategy(
-                                     self.pg, placement_group_bundle_index=r)).remote(
+                                 scheduling_strategy=placement.in_bundle(self.pg, r)).remote(
                 r, self.world_size, addr, port, model_path, lcfg, acfg, grad_accum, pad_id)
             for r in range(self.world_size)
         ]
@@ -234,9 +212,7 @@ class LearnerGroup:
             # placement group would hold its CPUs/GPUs for good
             for a in self.actors:
                 ray.kill(a)
-            from ray.util.placement_group import remove_placement_group
-
-            remove_placement_group(self.pg)
+            placement.remove(self.pg)
             raise
 
     def _get_all(self, refs: list) -> list[Any]:
@@ -335,6 +311,10 @@ class LearnerGroup:
         """All ranks restore weights, optimizer state and torch RNG from ``folder/tag`` (same world size)."""
         self._all("load_checkpoint", folder, tag)
 
+    def node_ids(self) -> list[str]:
+        """The Ray node of every rank (rank order; placement tests)."""
+        return self._all("node_id")
+
     def pids(self) -> list[int]:
         """OS process id of every rank (rank order)."""
         return self._all("pid")
@@ -348,6 +328,6 @@ class LearnerGroup:
         finally:
             for a in self.actors:
                 ray.kill(a)
-            from ray.util.placement_group import remove_placement_group
+            from ascl_ray.placement import remove
 
-            remove_placement_group(self.pg)
+            remove(self.pg)

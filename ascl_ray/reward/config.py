@@ -13,6 +13,7 @@ from typing import Any, Optional
 class RewardPoolConfig:
     num_workers: int = 2
     num_cpus_per_worker: float = 1.0
+    resources: dict = field(default_factory=dict)   # custom Ray resources per actor (node pinning)
     judge: str = "refusal"
     judge_options: dict = field(default_factory=dict)
     judge_by_type: dict = field(default_factory=dict)

@@ -12,7 +12,9 @@ for non-math rows.
 Config (``RewardPoolConfig``; a plain dict with these keys, unknown keys are an error):
 
     num_workers          int    2      actors
-    num_cpus_per_worker  float  1.0    Ray CPUs reserved per actor
+    num_cpus_per_worker  float  1.0    Ray CPUs reserved per actor (one bundle per actor in the pool's placement
+                                       group, reserved before any actor starts: ascl_ray/placement.py)
+    resources            dict   {}     custom Ray resources per actor (pins the pool to nodes that carry them)
     judge                str    "refusal"  registered judge name (see judges.py) for harmful/benign rows
     judge_options        dict   {}     kwargs of the judge factory. An option ``X_factory: "module:callable"``
                                        is called inside the actor (with ``X_factory_kwargs``) and passed as
@@ -142,7 +144,8 @@ class RewardWorker:
             log.warning("RewardWorker %d: math-verify helper warmup failed: %s", worker_index, e)
 
     def ping(self) -> dict:
-        return {"pid": os.getpid(), "index": self.index, "hung_threads": self.hung_threads}
+        return {"pid": os.getpid(), "index": self.index, "hung_threads": self.hung_threads,
+                "node_id": ray.get_runtime_context().get_node_id()}
 
     def _judge_for(self, prompt_type: str) -> tuple[str, Any]:
         spec = self.cfg.judge_by_type.get(prompt_type)
@@ -266,9 +269,10 @@ _ACTOR_ERRORS: tuple = tuple(
 class RewardPool:
     """N ``RewardWorker`` actors; ``score`` shards a batch across them (see module doc)."""
 
-    def __init__(self, cfg_dict: Any = None, plugins: tuple = ()) -> None:
+    def __init__(self, cfg_dict: Any = None, plugins: tuple = (), placement_timeout_s: Optional[float] = None) -> None:
         """``cfg_dict``: a ``RewardPoolConfig`` (the typed ``reward`` config) or a dict of its keys;
-        ``plugins``: ``algorithm.plugins``, imported in every worker (reward rules, judges registered there)."""
+        ``plugins``: ``algorithm.plugins``, imported in every worker (reward rules, judges registered there);
+        ``placement_timeout_s``: the bundles must be reserved within this (default ``startup_timeout_s``)."""
         self.cfg = RewardPoolConfig.from_dict(cfg_dict)
         self.plugins = tuple(plugins)
         if not ray.is_initialized():
@@ -281,6 +285,10 @@ class RewardPool:
         free = float(ray.available_resources().get("CPU", 0.0))
         if need > free + 1e-9:
             log.warning("RewardPool: needs %g CPUs, %g free now: workers start when CPUs are released", need, free)
+        from ascl_ray import placement
+
+        self._pg = placement.place(placement.reward_plan(self.cfg),
+                                   self.cfg.startup_timeout_s if placement_timeout_s is None else placement_timeout_s)
         self._cls = ray.remote(RewardWorker)
         self.stats: Counter = Counter()
         self._pids: dict[int, Any] = {}     # slot -> the worker process that answered last (restarts counted)
@@ -295,8 +303,11 @@ class RewardPool:
 
     # -- actors --------------------------------------------------------------------------------------------
     def _new_actor(self, index: int) -> Any:
-        return self._cls.options(num_cpus=self.cfg.num_cpus_per_worker, max_restarts=self.cfg.max_restarts,
-                                 max_task_retries=0).remote(self.cfg, index, self.plugins)
+        from ascl_ray.placement import in_bundle
+
+        return self._cls.options(num_cpus=self.cfg.num_cpus_per_worker, resources=dict(self.cfg.resources or {}),
+                                 scheduling_strategy=in_bundle(self._pg, index),
+                                 max_restarts=self.cfg.max_restarts, max_task_retries=0).remote(self.cfg, index, self.plugins)
 
     def _replace(self, index: int, reason: str) -> None:
         log.warning("RewardPool: replacing reward worker %d (%s)", index, reason)
@@ -419,6 +430,14 @@ class RewardPool:
             except Exception:
                 pass
         self._actors = []
+        from ascl_ray.placement import remove
+
+        remove(getattr(self, "_pg", None))
+        self._pg = None
+
+    def node_ids(self) -> list[str]:
+        """The Ray node of every reward actor (placement tests)."""
+        return [p["node_id"] for p in self.ping()]
 
     def __enter__(self) -> "RewardPool":
         return self

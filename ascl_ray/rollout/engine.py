@@ -76,7 +76,7 @@ class VLLMEngine:
     def __init__(self, model_path: str, *, dtype: str = "float32", max_model_len: int = 1024,
                  enforce_eager: bool = True, seed: int = 0, kv_cache_gib: int = 1,
                  gpu_memory_utilization: float = 0.5, block_size: Optional[int] = None,
-                 extra: Optional[dict] = None):
+                 tensor_parallel_size: int = 1, extra: Optional[dict] = None):
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(kv_cache_gib))
         from vllm import LLM
 
@@ -93,6 +93,10 @@ class VLLMEngine:
             pass
         if block_size:
             kwargs["block_size"] = int(block_size)
+        if tensor_parallel_size > 1:
+            # the engine's actor holds all its TP GPUs in one bundle (one node): vLLM runs the TP ranks as
+            # local processes on them, not as Ray actors of their own
+            kwargs.update(tensor_parallel_size=int(tensor_parallel_size), distributed_executor_backend="mp")
         kwargs.update(extra or {})
         self.llm = LLM(**kwargs)
         self.max_model_len = max_model_len

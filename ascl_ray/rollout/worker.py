@@ -38,13 +38,16 @@ class RolloutWorker:
         self.ctx = build_context(method_cfg, tokenizer=self.tok)
         self.engine = make_engine(rcfg.engine, model_path, dtype=rcfg.dtype, max_model_len=rcfg.max_model_len,
                                   enforce_eager=rcfg.enforce_eager, seed=seed, kv_cache_gib=rcfg.kv_cache_gib,
-                                  block_size=rcfg.block_size)
+                                  block_size=rcfg.block_size, tensor_parallel_size=rcfg.tensor_parallel_size)
 
     def ready(self) -> bool:
         return True
 
     def pid(self) -> int:
         return os.getpid()
+
+    def node_id(self) -> str:
+        return ray.get_runtime_context().get_node_id()
 
     def peak_rss_mb(self) -> float:
         from ascl_ray.resources import peak_rss_mb
@@ -84,11 +87,20 @@ class RolloutWorker:
 
 class RolloutGroup:
     """Workers hold whole prompt groups. A worker that dies or whose engine dies is replaced once
-    per call: a fresh actor loads the latest synced weights and redoes its shard."""
+    per call: a fresh actor loads the latest synced weights and redoes its shard.
 
-    def __init__(self, model_path: str, rcfg: RolloutCfg, method_cfg: MethodCfg, seed: int, plugins: tuple = ()):
+    Engine ``k`` runs in bundle ``k`` of the group's placement group (``ascl_ray/placement.py``): with tensor
+    parallelism its bundle holds all its GPUs, so vLLM's TP ranks share the engine's node; a replacement takes
+    the same bundle."""
+
+    def __init__(self, model_path: str, rcfg: RolloutCfg, method_cfg: MethodCfg, seed: int, plugins: tuple = (),
+                 placement_timeout_s: float = 120.0):
+        from ascl_ray import placement
+
         self.args = (model_path, rcfg, method_cfg, seed, tuple(plugins))
-        self.opts = dict(num_cpus=rcfg.num_cpus_per_worker, num_gpus=rcfg.num_gpus_per_worker)
+        self.opts = dict(num_cpus=rcfg.num_cpus_per_worker, num_gpus=rcfg.num_gpus_per_worker,
+                         resources=dict(rcfg.resources or {}))
+        self.pg = placement.place(placement.rollout_plan(rcfg), placement_timeout_s)
         self.seed = seed
         self.last_payload: Any = None      # ObjectRef of the latest synced weights (for replacements)
         self.last_path: Optional[str] = None
@@ -96,13 +108,20 @@ class RolloutGroup:
         # into a fresh replacement worker (``restarts`` tells the channel to re-join the workers)
         self.on_replace: Optional[Any] = None
         self.restarts = 0
-        self.workers = [self._spawn(i) for i in range(rcfg.num_workers)]
-        ray.get([w.ready.remote() for w in self.workers])
+        self.workers: list[Any] = []
+        try:
+            self.workers = [self._spawn(i) for i in range(rcfg.num_workers)]
+            ray.get([w.ready.remote() for w in self.workers])
+        except BaseException:
+            self.close(timeout_s=5.0)     # no engine or reserved bundle may outlive a failed start
+            raise
 
     def _spawn(self, i: int) -> Any:
+        from ascl_ray.placement import in_bundle
+
         model_path, rcfg, method_cfg, _, plugins = self.args
-        return RolloutWorker.options(**self.opts).remote(model_path, rcfg, method_cfg,
-                                                         self.seed + i + 1000 * self.restarts, plugins)
+        return RolloutWorker.options(**self.opts, scheduling_strategy=in_bundle(self.pg, i)).remote(
+            model_path, rcfg, method_cfg, self.seed + i + 1000 * self.restarts, plugins)
 
     def _replace(self, k: int, err: Exception) -> None:
         log.error("rollout worker %d failed (%s: %s); replacing it", k, type(err).__name__, str(err)[:300])
@@ -167,6 +186,10 @@ class RolloutGroup:
         """OS process id of every worker (for kill tests)."""
         return ray.get([w.pid.remote() for w in self.workers])
 
+    def node_ids(self) -> list[str]:
+        """The Ray node of every engine (placement tests)."""
+        return ray.get([w.node_id.remote() for w in self.workers])
+
     def kill_worker(self, k: int) -> None:
         """Fault injection for tests: kill worker ``k`` (the next generate replaces it)."""
         ray.kill(self.workers[k])
@@ -189,3 +212,7 @@ class RolloutGroup:
                 ray.kill(w)
             except Exception:  # noqa: BLE001 - already dead
                 pass
+        from ascl_ray.placement import remove
+
+        remove(getattr(self, "pg", None))
+        self.pg = None

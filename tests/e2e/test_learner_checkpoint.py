@@ -41,7 +41,7 @@ def _max_diff(a, b):
 def _new_learner_group(cfg, path):
     """A second learner group while the first lives. Retried once when the DeepSpeed rendezvous port
     was taken between ``_free_port`` probing it and rank 0's TCPStore binding it (EADDRINUSE: a
-    race of ``learner_placement``, seen about once in 20 runs here; the failed group's placement
+    race of the learner placement (``ascl_ray/placement.py``), seen about once in 20 runs here; the failed group's placement
     group is left to ``ray.shutdown``)."""
     import ray
 
