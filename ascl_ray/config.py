@@ -79,6 +79,10 @@ class LearnerCfg:
     gradient_checkpointing: bool = False
     offload_optimizer: bool = False
     param_persistence_threshold: int = 10000   # ZeRO-3: parameters smaller than this stay on every rank
+    # one optimizer step per iteration (epochs x num_mini_batches == 1): the old log-probs are the detached
+    # log-probs of the training forward (the weights ARE the old policy), one forward pass less; false keeps
+    # the separate no-grad pass. No effect with more than one step per iteration
+    skip_old_logprob_forward: bool = True
 
 
 @dataclass

@@ -216,13 +216,26 @@ def build_stack(cfg: TrainConfig, model_path: Optional[str] = None, *, learners:
     import_plugins(cfg.algorithm.plugins)
     model_path = model_path or ensure_model(cfg)
     stack = Stack(cfg, model_path, started_ray=start_ray(cfg, default_num_cpus))
+    # the groups start at the same time (each reserves its own placement group, then waits for its actors):
+    # start-up is the slowest group's (vLLM, usually), not the sum of the three
+    parts = {name: fn for name, fn, wanted in (
+        ("learners", lambda: make_learners(cfg, model_path, algorithm=algorithm, grad_accum=grad_accum), learners),
+        ("rollout", lambda: make_rollout(cfg, model_path, method=method, rollout=rollout_cfg, seed=seed), rollout),
+        ("pool", lambda: make_reward_pool(cfg), reward)) if wanted}
+    errors: list[BaseException] = []
+    if parts:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(len(parts)) as ex:
+            futures = {name: ex.submit(fn) for name, fn in parts.items()}
+            for name, fut in futures.items():
+                try:
+                    setattr(stack, name, fut.result())
+                except BaseException as e:  # noqa: BLE001 - the parts that did start are closed below
+                    errors.append(e)
     try:
-        if learners:
-            stack.learners = make_learners(cfg, model_path, algorithm=algorithm, grad_accum=grad_accum)
-        if rollout:
-            stack.rollout = make_rollout(cfg, model_path, method=method, rollout=rollout_cfg, seed=seed)
-        if reward:
-            stack.pool = make_reward_pool(cfg)
+        if errors:
+            raise errors[0]
         if sync if sync is not None else (learners and rollout):
             from ascl_ray.sync.channels import make_sync_channel
 

@@ -57,12 +57,17 @@ class LearnerActor:
 
         return peak_rss_mb()
 
-    def update(self, shard: list[Rollout], num_mini_batches: int, epochs: int) -> dict:
+    def update(self, shard: list[Rollout], num_mini_batches: int, epochs: int, fused: bool = False) -> dict:
+        """``fused``: skip the separate old-log-prob forward (only valid for one optimizer step per iteration;
+        ``LearnerGroup.update`` decides, see ``learner.skip_old_logprob_forward``)."""
         batch = collate(shard, self.pad_id)
         n = len(shard)
         per_mini = n // num_mini_batches
         ga = min(self.grad_accum, per_mini)       # near-equal micro-batches, exactly grad_accum of them
-        prep = self.policy.prepare(batch)
+        if fused and epochs * num_mini_batches != 1:
+            raise ValueError(f"fused old log-probs need one optimizer step per iteration, got epochs={epochs} "
+                             f"x num_mini_batches={num_mini_batches}")
+        prep = self.policy.prepare(batch, fused=fused)
         stats: dict[str, list[float]] = {}
         for _ in range(epochs):
             for mb in range(num_mini_batches):
@@ -71,19 +76,20 @@ class LearnerActor:
                     stats.setdefault(k, []).append(v)
         out = {k: sum(v) / len(v) for k, v in stats.items()}
         out.update(prep["metrics"])
+        out["train/old_logprob_forward"] = 0.0 if fused else 1.0   # the separate no-grad pass ran (1) or not
         return out
 
     @ray.method(num_returns=2)
     def export_weights(self) -> tuple[Optional[bytes], Optional[str]]:
-        """Collective; rank 0 returns (safetensors bytes, sha256) as two objects."""
-        from safetensors.torch import save
-
+        """Collective; rank 0 returns (safetensors bytes, sha256) as two objects: each tensor once, a tied
+        weight as an alias in the metadata (``ascl_ray.sync.payload``; the engine restores it)."""
         from ascl_ray.sync import payload_digest
+        from ascl_ray.sync.payload import split_aliases, to_safetensors
 
         state = self.policy.export_state()
         if state is None:
             return None, None
-        payload = save({k: v.clone() for k, v in state.items()})
+        payload = to_safetensors(*split_aliases(state))
         return payload, payload_digest(payload)
 
     def export_weights_to_path(self, path: str) -> Optional[str]:
@@ -247,13 +253,21 @@ class LearnerGroup:
     def _all(self, method: str, *args: Any) -> list[Any]:
         return self._get_all([getattr(a, method).remote(*args) for a in self.actors])
 
-    def update(self, rollouts: list[Rollout]) -> dict:
+    @property
+    def fused_old_logprobs(self) -> bool:
+        """Skip the separate old-log-prob forward: ``learner.skip_old_logprob_forward`` and one optimizer step
+        per iteration (``learner.epochs`` x ``learner.num_mini_batches`` == 1), where it changes no value."""
+        return bool(self.lcfg.skip_old_logprob_forward) and self.lcfg.epochs * self.lcfg.num_mini_batches == 1
+
+    def update(self, rollouts: list[Rollout], fused: Optional[bool] = None) -> dict:
+        """One iteration's update over all ranks; ``fused`` overrides ``fused_old_logprobs`` (tests)."""
         W = self.world_size
         if len(rollouts) % W:
             raise ValueError(f"learner: batch of {len(rollouts)} rollouts does not split over {W} ranks")
         n = len(rollouts) // W
         shards = [rollouts[r * n:(r + 1) * n] for r in range(W)]
-        res = self._get_all([a.update.remote(s, self.lcfg.num_mini_batches, self.lcfg.epochs)
+        fused = self.fused_old_logprobs if fused is None else fused
+        res = self._get_all([a.update.remote(s, self.lcfg.num_mini_batches, self.lcfg.epochs, fused)
                              for a, s in zip(self.actors, shards)])
         keys = res[0].keys()
         return {k: sum(r[k] for r in res) / W for k in keys}

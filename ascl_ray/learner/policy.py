@@ -94,17 +94,25 @@ class Policy:
         return out
 
     # ------------------------------------------------------------------ update
-    def prepare(self, batch: TrainBatch) -> dict[str, Any]:
+    def prepare(self, batch: TrainBatch, fused: bool = False) -> dict[str, Any]:
         """Once per iteration, before any update: the old (behaviour) log-probs, reference log-probs,
-        truncated-IS weights and the rollout/train mismatch metrics."""
+        truncated-IS weights and the rollout/train mismatch metrics.
+
+        ``fused``: the iteration takes exactly one optimizer step, so the weights the loss differentiates ARE
+        the old policy: the separate no-grad forward is skipped and ``update`` takes the old log-probs, the IS
+        weights and the mismatch metrics from the detached log-probs of its own forward (TRL does the same
+        when it takes one step per generation). Same values up to float noise of the batch shape, one forward
+        pass less per iteration."""
         a = self.acfg
+        prep: dict[str, Any] = {"fused": fused, "metrics": {}, "is_w": None, "old_lp": None}
+        prep["ref_lp"] = self.logprobs(batch.input_ids, batch.attention_mask, ref=True) if self.ref is not None else None
+        if fused:
+            return prep
         learner_lp = self.logprobs(batch.input_ids, batch.attention_mask)
         mask = batch.loss_mask
-        prep: dict[str, Any] = {"metrics": {k: float(v) for k, v in
-                                            algo.mismatch_metrics(learner_lp, batch.rollout_logprobs, mask).items()}}
+        prep["metrics"] = {k: float(v) for k, v in algo.mismatch_metrics(learner_lp, batch.rollout_logprobs, mask).items()}
         prep["is_w"] = (algo.tis_weights(learner_lp, batch.rollout_logprobs, mask, cap=a.tis_cap)
                         if a.tis_cap > 0 else None)
-        prep["ref_lp"] = self.logprobs(batch.input_ids, batch.attention_mask, ref=True) if self.ref is not None else None
         prep["old_lp"] = batch.rollout_logprobs if a.old_logprobs == "rollout" else learner_lp
         return prep
 
@@ -113,6 +121,8 @@ class Policy:
         gradient-accumulation steps of the DeepSpeed config). Returns averaged metrics."""
         a = self.acfg
         old_lp, is_w, ref_lp, mask = prep["old_lp"], prep["is_w"], prep["ref_lp"], batch.loss_mask
+        fused = prep.get("fused", False)
+        seen = torch.zeros_like(batch.rollout_logprobs) if fused else None   # detached log-probs (fused metrics)
         self.engine.train()
         acc: dict[str, list[float]] = {}
         for idx in micro_batches:
@@ -120,8 +130,14 @@ class Policy:
             lp = token_logprobs(self.engine, batch.input_ids[ix], batch.attention_mask[ix])
             m = mask[ix]
             adv = batch.advantages[ix][:, None].expand_as(lp)
-            loss, lm = self.loss_fn(lp, old_lp[ix], adv, m, agg=a.loss_agg,
-                                    is_weights=None if is_w is None else is_w[ix], **a.loss_opts)
+            if fused:     # one step per iteration: the current weights are the old policy (see ``prepare``)
+                cur = lp.detach()
+                seen[ix] = cur
+                old = batch.rollout_logprobs[ix] if a.old_logprobs == "rollout" else cur
+                w = algo.tis_weights(cur, batch.rollout_logprobs[ix], m, cap=a.tis_cap) if a.tis_cap > 0 else None
+            else:
+                old, w = old_lp[ix], None if is_w is None else is_w[ix]
+            loss, lm = self.loss_fn(lp, old, adv, m, agg=a.loss_agg, is_weights=w, **a.loss_opts)
             if ref_lp is not None:
                 kl = algo.kl_estimate(lp, ref_lp[ix], a.kl_kind)
                 kl_term = algo.agg_loss(kl, m, a.loss_agg)
@@ -134,6 +150,10 @@ class Policy:
             for k, v in lm.items():
                 acc.setdefault(f"train/{k}", []).append(float(v))
         metrics = {k: sum(v) / len(v) for k, v in acc.items()}
+        if fused:   # over the whole batch, as the separate pass computes them
+            rows = sorted({i for idx in micro_batches for i in idx})
+            prep["metrics"] = {k: float(v) for k, v in algo.mismatch_metrics(
+                seen[rows], batch.rollout_logprobs[rows], mask[rows]).items()}
         lr = self.engine.get_lr()
         metrics["train/lr"] = float(lr[0]) if lr else self.lcfg.lr
         metrics["train/grad_norm"] = float(self.engine.get_global_grad_norm() or 0.0)

@@ -40,10 +40,10 @@ class WeightSyncExtension:
     """Mixed into vLLM's worker class (``worker_extension_cls``); runs in the engine process."""
 
     def ascl_load_weights(self, payload: bytes) -> str:
-        from safetensors.torch import load
+        from ascl_ray.sync.payload import from_safetensors
 
-        tensors = load(payload)
-        self.reload_weights(weights_iterator=iter(tensors.items()), is_checkpoint_format=True)
+        # tied weights arrive once; their aliases (lm_head.weight) are restored here, never left out
+        self.reload_weights(weights_iterator=iter(from_safetensors(payload)), is_checkpoint_format=True)
         return payload_digest(payload)
 
     def ascl_load_weights_from_path(self, path: str) -> str:
@@ -66,9 +66,11 @@ class WeightSyncExtension:
 
         if getattr(self, "_ascl_group", None) is None:
             raise RuntimeError("ascl_receive_weights: the weight-sync group was not initialised")
+        from ascl_ray.sync.payload import with_aliases
+
         store, pg = self._ascl_group
-        items, digest = receive(store, pg, version, device_for(self._ascl_backend))
-        self.reload_weights(weights_iterator=iter(items), is_checkpoint_format=True)
+        items, digest, aliases = receive(store, pg, version, device_for(self._ascl_backend))
+        self.reload_weights(weights_iterator=iter(with_aliases(items, aliases)), is_checkpoint_format=True)
         return digest
 
 

@@ -165,10 +165,16 @@ def _check_digests(expected: str, got: list[str]) -> None:
 
 def verify_sync(learners: Any, rollout: Any, probe_seqs: list[list[int]], tol: float) -> float:
     """Max |log-prob| difference between learner and every engine on the probe sequences;
-    raises WeightSyncError above ``tol``."""
-    ref = learners.probe_logprobs(probe_seqs)
+    raises WeightSyncError above ``tol``. The learner's and the engines' forwards run at the same time
+    (different actors): the check costs the slower of the two, not their sum."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as ex:
+        learner_side = ex.submit(learners.probe_logprobs, probe_seqs)
+        engines = rollout.prompt_logprobs(probe_seqs)
+        ref = learner_side.result()
     worst = 0.0
-    for w, per_worker in enumerate(rollout.prompt_logprobs(probe_seqs)):
+    for w, per_worker in enumerate(engines):
         for s, (a, b) in enumerate(zip(ref, per_worker)):
             if len(a) != len(b):
                 raise WeightSyncError(f"weight sync verify: worker {w} probe {s}: {len(b)} log-probs, learner {len(a)}")

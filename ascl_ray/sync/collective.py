@@ -89,9 +89,13 @@ def _dtype(name: str) -> torch.dtype:
 
 def send(store: Any, pg: Any, version: int, state: dict[str, torch.Tensor],
          device: Optional[torch.device] = None) -> tuple[int, str]:
-    """Rank 0: publish metadata for ``version`` and broadcast ``state``. Returns (bytes, digest)."""
+    """Rank 0: publish metadata for ``version`` and broadcast ``state``, each tensor once (a tied weight is
+    sent as an alias, ``ascl_ray.sync.payload``). Returns (bytes, digest of the tensors sent)."""
+    from ascl_ray.sync.payload import split_aliases
+
+    state, aliases = split_aliases(state)
     meta = [(k, list(v.shape), str(v.dtype)) for k, v in state.items()]
-    store.set(f"meta/{version}", json.dumps(meta))
+    store.set(f"meta/{version}", json.dumps({"tensors": meta, "aliases": aliases}))
     n = 0
     for k, v in state.items():
         t = v if device is None or v.device == device else v.to(device, non_blocking=False)
@@ -100,12 +104,14 @@ def send(store: Any, pg: Any, version: int, state: dict[str, torch.Tensor],
     return n, tensors_digest(state.items())
 
 
-def receive(store: Any, pg: Any, version: int, device: torch.device) -> tuple[list[tuple[str, torch.Tensor]], str]:
-    """Rank > 0: read the metadata for ``version`` and receive every tensor. Returns (items, digest)."""
+def receive(store: Any, pg: Any, version: int,
+            device: torch.device) -> tuple[list[tuple[str, torch.Tensor]], str, dict[str, str]]:
+    """Rank > 0: read the metadata for ``version`` and receive every tensor. Returns (items, digest, aliases):
+    the caller restores the aliases (``payload.with_aliases``) before loading."""
     meta = json.loads(store.get(f"meta/{version}").decode())
     out: list[tuple[str, torch.Tensor]] = []
-    for name, shape, dt in meta:
+    for name, shape, dt in meta["tensors"]:
         t = torch.empty(shape, dtype=_dtype(dt), device=device)
         _broadcast(pg, t)
         out.append((name, t))
-    return out, tensors_digest(out)
+    return out, tensors_digest(out), dict(meta.get("aliases") or {})

@@ -32,7 +32,7 @@ def test_broadcast_round_trips_every_tensor_and_digest():
     torch.manual_seed(0)
     state = {"embed.weight": torch.randn(50, 8), "layer.bias": torch.randn(8).to(torch.bfloat16),
              "scalar": torch.tensor(3.0), "empty": torch.zeros(0, 4)}
-    state["lm_head.weight"] = state["embed.weight"]          # tied: sent under both names
+    state["lm_head.weight"] = state["embed.weight"]          # tied: sent once, restored under both names
 
     def fn(rank, store, pg):
         res = []
@@ -43,16 +43,21 @@ def test_broadcast_round_trips_every_tensor_and_digest():
                 res.append(C.receive(store, pg, version, torch.device("cpu")))
         return res
 
+    from ascl_ray.sync.payload import with_aliases
+
     out = _run_group(3, fn)
     for version in range(2):
         n, digest = out[0][version]
-        assert n == sum(t.numel() * t.element_size() for t in state.values())
+        assert n == sum(t.numel() * t.element_size() for k, t in state.items() if k != "lm_head.weight")
         for rank in (1, 2):
-            items, got = out[rank][version]
-            assert got == digest
-            assert [k for k, _ in items] == list(state)
-            for k, t in items:
+            items, got, aliases = out[rank][version]
+            assert got == digest and aliases == {"lm_head.weight": "embed.weight"}
+            assert [k for k, _ in items] == [k for k in state if k != "lm_head.weight"]
+            full = with_aliases(items, aliases)
+            assert [k for k, _ in full] == list(state)
+            for k, t in full:
                 assert t.dtype == state[k].dtype and torch.equal(t, state[k])
+            assert dict(full)["lm_head.weight"] is dict(full)["embed.weight"]   # one tensor, two names
 
 
 def test_digest_sees_names_dtypes_shapes_and_values():
