@@ -23,6 +23,7 @@ import logging
 import os
 import re
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
@@ -98,14 +99,19 @@ def write_checkpoint(out_dir: PathLike, iteration: int, write_fn: Callable[[Path
     ``write_fn(tmp)`` fills a temp folder next to the final one (other processes on the machine may
     write there too, e.g. the learner actors; it must be on storage they share). Then ``COMPLETE``
     (``{"iteration": N}``) is written and the folder is renamed to ``checkpoints/iter-NNNNNN`` in one
-    step (an older folder of the same iteration is replaced). An exception in ``write_fn`` removes the
-    temp folder, leaves every existing checkpoint as it was, and propagates.
+    step. An older folder of the same iteration (a run resumed from an older checkpoint into the same
+    folder) is first renamed to a temp name, also in one step, and deleted only after the new one is in
+    place: deleting it under its final name could be killed half-way and leave a folder that still holds
+    ``COMPLETE`` but not all its files. An exception in ``write_fn`` removes the temp folder, leaves
+    every existing checkpoint as it was, and propagates.
 
     Afterwards only the newest ``keep`` (>= 1) complete checkpoints up to this one are kept: older ones
     lose their ``COMPLETE`` first (so a crash mid-delete never leaves one that looks complete) and are
-    removed, together with stale temp / incomplete folders of older iterations. The one just written is
-    never removed; checkpoints of LATER iterations (a run resumed from an older checkpoint into the same
-    folder) are left alone: whether to keep that other timeline is the caller's decision."""
+    removed, together with incomplete folders of older iterations and the temp folders a killed writer
+    left for this iteration or older ones (one writer per run folder: none of them is being written).
+    The one just written is never removed; checkpoints of LATER iterations (a run resumed from an older
+    checkpoint into the same folder) are left alone: whether to keep that other timeline is the
+    caller's decision."""
     from ascl_ray.io import atomic_directory
 
     name = ckpt_name(iteration)
@@ -113,10 +119,16 @@ def write_checkpoint(out_dir: PathLike, iteration: int, write_fn: Callable[[Path
         raise ValueError(f"write_checkpoint: keep must be an int >= 1, got {keep!r}")
     root = Path(out_dir) / CKPT_DIR
     final = root / name
+    replaced: Optional[Path] = None
     with atomic_directory(final) as tmp:
         os.chmod(tmp, 0o755)                  # mkdtemp makes it 0700; a checkpoint is an ordinary folder
         write_fn(tmp)
         _write_text_durable(tmp / COMPLETE, json.dumps({"iteration": int(iteration)}))
+        if final.exists():                    # out of the way in one rename (atomic_directory would rmtree it)
+            replaced = Path(tempfile.mkdtemp(prefix=name + ".tmp-replaced-", dir=root))
+            os.replace(final, replaced)
+    if replaced is not None:
+        _remove_checkpoint(replaced)
     _prune(root, int(iteration), int(keep))
     return final
 
@@ -138,7 +150,7 @@ def _prune(root: Path, newest: int, keep: int) -> None:
             shutil.rmtree(p, ignore_errors=True)
     for p in root.iterdir():                 # temp folders a killed writer left (atomic_directory's names)
         m = re.match(r"^iter-(\d{6,})\.tmp-", p.name)
-        if m and int(m.group(1)) < newest and p.is_dir():
+        if m and int(m.group(1)) <= newest and p.is_dir():
             shutil.rmtree(p, ignore_errors=True)
 
 

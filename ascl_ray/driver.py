@@ -45,6 +45,23 @@ def compute_advantages(cfg: TrainConfig, rollouts: list[Rollout], state: dict) -
     return out.metrics
 
 
+def batch_record(rollouts: list[Rollout]) -> dict[str, list]:
+    """What one iteration trained on, for ``batches.jsonl``: the prompt id and group id of each group (in
+    batch order) and a short digest of each rollout's tokens, mask and sampling log-probs (exact floats), so
+    two runs (e.g. straight vs resumed) can be compared prompt by prompt and rollout by rollout without
+    storing the rollouts."""
+    import hashlib
+
+    prompts, gids = [], []
+    for r in rollouts:
+        if not gids or gids[-1] != r.group_id:
+            prompts.append(r.prompt.prompt_id)
+            gids.append(r.group_id)
+    digest = [hashlib.sha256(json.dumps([r.prompt_ids, r.response_ids, r.loss_mask, r.rollout_logprobs])
+                             .encode()).hexdigest()[:16] for r in rollouts]
+    return {"prompt_ids": prompts, "group_ids": gids, "rollouts": digest}
+
+
 def probe_sequences(tok: Any, rows: list[PromptRow], system_text: Optional[str]) -> list[list[int]]:
     from ascl_ray.rollout.chat import encode_segment, prompt_ids
 
@@ -220,7 +237,7 @@ class Trainer:
         metrics.update({"sync/bytes": rep.n_bytes, "sync/seconds": rep.seconds,
                         "sync/MBps": rep.n_bytes / 1e6 / max(rep.seconds, 1e-9),
                         "sync/load_seconds": rep.load_seconds, "sync/export_seconds": rep.export_seconds})
-        self.tracker.log(metrics, step=it)
+        self.tracker.log(metrics, step=it, batch=batch_record(rollouts))
         return metrics
 
     def _dynamic_sampling(self, rollouts: list[Rollout], it: int, timer: Any) -> tuple[list[Rollout], dict]:

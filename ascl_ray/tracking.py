@@ -1,4 +1,5 @@
-"""wandb (offline by default) + console + a metrics.jsonl file + a training-curve PNG."""
+"""wandb (offline by default) + console + a metrics.jsonl file + a training-curve PNG, and batches.jsonl: what
+each iteration trained on (prompt ids, group ids, a digest per rollout), so two runs can be compared."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from typing import Any, Iterator, Optional
 log = logging.getLogger("ascl_ray")
 
 PHASES = ("rollout", "reward", "advantage", "train", "sync")
+METRICS_FILE = "metrics.jsonl"
+BATCHES_FILE = "batches.jsonl"
 
 
 TYPE_SHORT = (("gray_zone", "gray"), ("harmful", "harm"), ("benign_sensitive", "benign"), ("math", "math"))
@@ -51,7 +54,7 @@ class PhaseTimer:
 
 
 def _read_rows(path: Path) -> list[dict[str, Any]]:
-    """The rows of a metrics.jsonl; a line that does not parse (a crash mid-write) is skipped."""
+    """The rows of a metrics.jsonl (or batches.jsonl); a line that does not parse (a crash mid-write) is skipped."""
     rows = []
     if path.exists():
         for line in path.read_text().splitlines():
@@ -64,12 +67,24 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def _rewrite_rows(path: Path, rows: list[dict[str, Any]]) -> Any:
+    """Replace the jsonl ``path`` with ``rows`` in one rename; returns it opened for appending."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return open(path, "a")
+
+
 class Tracker:
     """Metrics of one run: ``history`` (rows ``{"step": s, **metrics}``), ``metrics.jsonl`` in ``out_dir``
-    (one row per ``log``), wandb (``mode``: offline | online | disabled) and the console.
+    (one row per ``log``), wandb (``mode``: offline | online | disabled) and the console. A ``batch``
+    given to ``log`` goes to ``batches.jsonl`` only (``{"step": s, **batch}``: ids and digests, no metrics).
 
-    A fresh run (``resume_step`` None) truncates ``metrics.jsonl``. A resumed run (``resume_step`` = the
-    first step it will log) keeps the rows of the earlier steps (``step < resume_step``): the file is
+    A fresh run (``resume_step`` None) truncates both files. A resumed run (``resume_step`` = the
+    first step it will log) keeps the rows of the earlier steps (``step < resume_step``): the files are
     rewritten atomically with just those rows, ``history`` starts with them, and new rows are appended.
     ``wandb_id`` continues that wandb run (``resume="allow"``); ``self.wandb_id`` is the run's id (None
     with wandb disabled), for the checkpoint to record."""
@@ -80,12 +95,14 @@ class Tracker:
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.history: list[dict[str, Any]] = []
+        self._jsonl: Any = None
+        self._batches: Any = None
         if resume_step is None:
             self._jsonl = open(self._jsonl_path, "w")   # a fresh run: never append to an old one
+            self._batches = open(self.out_dir / BATCHES_FILE, "w")
         else:
             self.history = [r for r in _read_rows(self._jsonl_path) if r["step"] < resume_step]
-            self._jsonl = None
-            self._rewrite_jsonl()
+            self._rewrite_jsonl(resume_step)
         self.wandb = None
         self._wandb_id: Optional[str] = None
         if mode != "disabled":
@@ -106,30 +123,29 @@ class Tracker:
 
     @property
     def _jsonl_path(self) -> Path:
-        return self.out_dir / "metrics.jsonl"
+        return self.out_dir / METRICS_FILE
 
     @property
     def wandb_id(self) -> Optional[str]:
         """The wandb run id (pass it back as ``wandb_id`` to continue the run); None with wandb disabled."""
         return self._wandb_id
 
-    def _rewrite_jsonl(self) -> None:
-        """Replace metrics.jsonl with ``history`` in one rename, then append to it."""
-        if self._jsonl is not None:
-            self._jsonl.close()
-        tmp = self._jsonl_path.with_name("metrics.jsonl.tmp")
-        with open(tmp, "w") as f:
-            f.writelines(json.dumps(r) + "\n" for r in self.history)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self._jsonl_path)
-        self._jsonl = open(self._jsonl_path, "a")
+    def _rewrite_jsonl(self, step: int) -> None:
+        """Replace metrics.jsonl with ``history`` and batches.jsonl with its rows before ``step``, each in
+        one rename, then append to them."""
+        for f in (self._jsonl, self._batches):
+            if f is not None:
+                f.close()
+        self._jsonl = _rewrite_rows(self._jsonl_path, self.history)
+        batches = self.out_dir / BATCHES_FILE
+        self._batches = _rewrite_rows(batches, [r for r in _read_rows(batches) if r["step"] < step])
 
     def rewind(self, step: int) -> None:
-        """Forget every row with ``step >= step`` (history and metrics.jsonl, rewritten atomically), so
-        those iterations can run again. wandb keeps what it already got: it ignores steps it has seen."""
+        """Forget every row with ``step >= step`` (history, metrics.jsonl and batches.jsonl, rewritten
+        atomically), so those iterations can run again. wandb keeps what it already got: it ignores steps
+        it has seen."""
         self.history = [r for r in self.history if r["step"] < step]
-        self._rewrite_jsonl()
+        self._rewrite_jsonl(step)
 
     def phase_done(self, phase: str, seconds: float) -> None:
         bar = self.bars.get(phase)
@@ -137,9 +153,12 @@ class Tracker:
             bar.set_postfix_str(f"{seconds:.2f}s")
             bar.update(1)
 
-    def log(self, metrics: dict[str, Any], step: int) -> None:
+    def log(self, metrics: dict[str, Any], step: int, batch: Optional[dict[str, Any]] = None) -> None:
         row = {"step": step, **{k: (float(v) if isinstance(v, (int, float)) else v) for k, v in metrics.items()}}
         self.history.append(row)
+        if batch is not None:       # before the metrics row: a step whose metrics are there has its batch
+            self._batches.write(json.dumps({"step": step, **batch}) + "\n")
+            self._batches.flush()
         self._jsonl.write(json.dumps(row) + "\n")
         self._jsonl.flush()
         if self.wandb is not None:
@@ -189,6 +208,7 @@ class Tracker:
         for bar in self.bars.values():
             bar.close()
         self._jsonl.close()
+        self._batches.close()
         if self.wandb is not None:
             self.wandb.finish()
             self.wandb = None

@@ -216,3 +216,118 @@ def test_checkpoint_module_is_pure():
             "bad = [m for m in ('ray', 'vllm', 'deepspeed', 'torch') if m in sys.modules]; print(bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+# ---------------------------------------------------------------------------------------------- kill -9
+# A separate process writes a checkpoint and blocks at a chosen point; the test SIGKILLs it there (no
+# exception handler, no finally: what a preempted node or an OOM kill does) and checks what is left.
+_CHILD = r'''
+import os, shutil, sys, time
+from pathlib import Path
+from ascl_ray import checkpoint as ck
+
+out, it, keep, mode, ready = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], Path(sys.argv[5])
+
+def block():
+    ready.write_text(str(os.getpid()))
+    time.sleep(600)
+
+def payload(tmp):
+    ck.save_trainer_state(tmp, {"iteration": it})
+    (tmp / "payload.txt").write_text(f"new-{it}")
+
+if mode == "write":            # killed inside write_fn: some files written, some not
+    def write_fn(tmp):
+        ck.save_trainer_state(tmp, {"iteration": it})
+        (tmp / "learner").mkdir()
+        (tmp / "learner" / "shard-0.pt").write_bytes(b"0" * 4096)
+        block()
+    ck.write_checkpoint(out, it, write_fn, keep=keep)
+else:                          # killed inside a delete: every file but COMPLETE gone first (the worst order)
+    def rmtree(path, *a, **k):
+        for f in sorted(Path(path).rglob("*"), reverse=True):
+            if f.is_file() and f.name != ck.COMPLETE:
+                f.unlink()
+        block()
+    shutil.rmtree = rmtree     # the one atomic_directory and checkpoint.py call
+    ck.write_checkpoint(out, it, payload, keep=keep)
+'''
+
+
+def _killed_while(tmp_path, mode, it, keep):
+    """Run the child writing checkpoint ``it`` of ``tmp_path / "run"``; SIGKILL it where it blocks."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    ready = tmp_path / f"ready-{mode}-{it}"
+    child = subprocess.Popen([sys.executable, "-c", _CHILD, str(tmp_path / "run"), str(it), str(keep), mode,
+                              str(ready)], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not ready.exists():
+        assert child.poll() is None, f"child exited early: {child.stderr.read()}"
+        assert time.monotonic() < deadline, "child never reached the kill point"
+        time.sleep(0.02)
+    os.kill(child.pid, signal.SIGKILL)
+    assert child.wait(timeout=30) == -signal.SIGKILL
+
+
+def _full(run, it, keep, payload=None):
+    """Checkpoint ``it`` with the driver's state files and a payload (what a resume reads)."""
+    def write_fn(tmp):
+        ck.save_trainer_state(tmp, {"iteration": it})
+        (tmp / "payload.txt").write_text(payload or f"old-{it}")
+    return ck.write_checkpoint(run, it, write_fn, keep=keep)
+
+
+def _intact(folder, it, payload=None):
+    assert ck.checkpoint_iteration(folder) == it
+    assert ck.load_trainer_state(folder, restore=False)["iteration"] == it
+    assert (folder / "payload.txt").read_text() == (payload or f"old-{it}")
+
+
+def test_kill_during_write_keeps_previous_checkpoint_and_next_write_cleans_up(tmp_path):
+    run = tmp_path / "run"
+    _full(run, 1, keep=2)
+    c2 = _full(run, 2, keep=2)
+    _killed_while(tmp_path, "write", 3, keep=1)            # keep=1: pruning must not have run yet
+    left = [p.name for p in (run / "checkpoints").iterdir() if ".tmp-" in p.name]
+    assert len(left) == 1 and left[0].startswith("iter-000003.tmp-")
+    assert not (run / "checkpoints" / left[0] / "COMPLETE").exists()
+    assert [i for i, _ in ck.list_checkpoints(run)] == [1, 2]
+    assert ck.resolve_resume("auto", run) == c2 and ck.resolve_resume(str(run), tmp_path) == c2
+    _intact(c2, 2)
+    # the resumed run (from 2) writes 3 again: the killed writer's temp folder goes, 2 goes only now
+    c3 = _full(run, 3, keep=1, payload="new-3")
+    assert _names(run) == ["iter-000003"]
+    _intact(c3, 3, "new-3")
+
+
+def test_kill_while_replacing_the_same_iteration_never_leaves_a_hollow_checkpoint(tmp_path):
+    """A run resumed from 1 into a folder that holds 2 (another timeline) writes 2 again. Killed while
+    the old 2 is being deleted, the folder named iter-000002 must be the new one or a complete old one,
+    never the old one's COMPLETE without its files."""
+    run = tmp_path / "run"
+    _full(run, 1, keep=3)
+    _full(run, 2, keep=3)
+    _killed_while(tmp_path, "delete", 2, keep=3)
+    for it, folder in ck.list_checkpoints(run):            # every checkpoint that looks complete is complete
+        assert (folder / "payload.txt").is_file(), f"{folder.name} holds COMPLETE but lost its files"
+    got = ck.resolve_resume("auto", run)
+    assert got == run / "checkpoints" / "iter-000002"
+    _intact(got, 2, "new-2")
+    _full(run, 3, keep=3)
+    assert _names(run) == ["iter-000001", "iter-000002", "iter-000003"]       # the half-deleted old 2 is gone
+
+
+def test_kill_while_pruning_keeps_the_newest_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    _full(run, 1, keep=5)
+    _killed_while(tmp_path, "delete", 2, keep=1)           # 2 is in place, then 1 is pruned: killed mid-delete
+    assert not (run / "checkpoints" / "iter-000001" / "COMPLETE").exists()   # COMPLETE went first
+    assert [i for i, _ in ck.list_checkpoints(run)] == [2]
+    _intact(ck.resolve_resume("auto", run), 2, "new-2")
+    _full(run, 3, keep=1)
+    assert _names(run) == ["iter-000003"]

@@ -98,3 +98,45 @@ def test_tracker_wandb_id_continues_the_run(tmp_path):
     assert [r["step"] for r in _rows(tmp_path)] == [0, 1]
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 2 and all(f"-{rid}" in p.name for p in runs)    # one wandb run id across the resume
+
+
+def _batches(path):
+    return [json.loads(x) for x in (path / "batches.jsonl").read_text().splitlines()]
+
+
+def test_tracker_batches_follow_resume_and_rewind(tmp_path):
+    """batches.jsonl (what each step trained on) keeps exactly the steps metrics.jsonl keeps."""
+    tr = Tracker(str(tmp_path), {}, mode="disabled", progress=False)
+    for s in range(4):
+        tr.log({"reward/mean": float(s)}, s, batch={"prompt_ids": [f"p{s}"], "rollouts": ["ab"]})
+    tr.close()
+    assert [(r["step"], r["prompt_ids"]) for r in _batches(tmp_path)] == [(i, [f"p{i}"]) for i in range(4)]
+    assert "prompt_ids" not in _rows(tmp_path)[0]                     # ids stay out of the metrics
+    tr = Tracker(str(tmp_path), {}, mode="disabled", progress=False, resume_step=2)
+    assert [r["step"] for r in _batches(tmp_path)] == [0, 1]         # dropped before any new row
+    for s in (2, 3, 4):
+        tr.log({"reward/mean": 0.0}, s, batch={"prompt_ids": [f"q{s}"]})
+    tr.rewind(4)
+    tr.log({"reward/mean": 0.0}, 4, batch={"prompt_ids": ["again"]})
+    tr.close()
+    assert [(r["step"], r["prompt_ids"]) for r in _batches(tmp_path)] == [
+        (0, ["p0"]), (1, ["p1"]), (2, ["q2"]), (3, ["q3"]), (4, ["again"])]
+    assert not list(tmp_path.glob("*.tmp"))
+    _run(tmp_path, [0]).close()                                        # a fresh run starts both files over
+    assert (tmp_path / "batches.jsonl").read_text() == ""
+
+
+def test_batch_record_groups_and_digests():
+    from ascl_ray.batch import PromptRow, Rollout
+    from ascl_ray.driver import batch_record
+
+    def ro(gid, pid, resp, lp):
+        return Rollout(group_id=gid, prompt=PromptRow(pid, "q?", "harmful"), prompt_ids=[1, 2],
+                       response_ids=resp, loss_mask=[1] * len(resp), rollout_logprobs=lp)
+
+    a = [ro(4, "h1", [5], [-0.5]), ro(4, "h1", [6], [-0.25]), ro(9, "h7", [5], [-0.5])]
+    rec = batch_record(a)
+    assert rec["prompt_ids"] == ["h1", "h7"] and rec["group_ids"] == [4, 9]
+    assert len(rec["rollouts"]) == 3 and rec["rollouts"][0] != rec["rollouts"][1]
+    b = [ro(4, "h1", [5], [-0.5]), ro(4, "h1", [6], [-0.25 + 1e-12]), ro(9, "h7", [5], [-0.5])]
+    assert [x == y for x, y in zip(rec["rollouts"], batch_record(b)["rollouts"])] == [True, False, True]
