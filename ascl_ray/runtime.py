@@ -61,6 +61,9 @@ def start_ray(cfg: TrainConfig, default_num_cpus: Optional[int] = None) -> bool:
     if cfg.cluster.address:
         kw["address"] = cfg.cluster.address
     else:
+        # a Ray of our own: with no address ray.init would join any cluster another process on this machine
+        # started (it reads /tmp/ray/ray_current_cluster) and run our actors there
+        kw["address"] = "local"
         from ascl_ray.resources import ACTOR_ENV
 
         env = {**ACTOR_ENV, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"),

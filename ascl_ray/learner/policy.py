@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
-import torch.nn.functional as F
 
 from ascl_ray import algo
 from ascl_ray.batch import TrainBatch
@@ -45,9 +44,19 @@ def ds_config(lcfg: "LearnerCfg", world_size: int, grad_accum: int, train: bool 
 
 
 def token_logprobs(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """[B, T-1] log p(input_ids[:, t+1] | input_ids[:, :t+1]) in float32."""
+    """[B, T-1] log p(input_ids[:, t+1] | input_ids[:, :t+1]) in float32: the picked logit minus the
+    log-sum-exp of its row, so the [B, T, vocab] log-softmax is never materialised (one vocabulary-sized
+    tensor less to write and keep for backward; the same value as ``log_softmax(...).gather(...)``)."""
     logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1].float()
-    return torch.gather(F.log_softmax(logits, dim=-1), 2, input_ids[:, 1:, None])[..., 0]
+    picked = torch.gather(logits, 2, input_ids[:, 1:, None])[..., 0]
+    return picked - torch.logsumexp(logits, dim=-1)
+
+
+def trim(ix: torch.Tensor, attention_mask: torch.Tensor) -> int:
+    """Length of the longest row of micro-batch ``ix`` (rows are right-padded): columns past it are padding
+    in every row, so a micro-batch's forward stops there (fewer positions, the same values: no loss-mask
+    token lies beyond it)."""
+    return int(attention_mask[ix].sum(dim=1).max())
 
 
 def masked_nll_sum(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor,
@@ -127,19 +136,21 @@ class Policy:
         acc: dict[str, list[float]] = {}
         for idx in micro_batches:
             ix = torch.tensor(idx, dtype=torch.long)
-            lp = token_logprobs(self.engine, batch.input_ids[ix], batch.attention_mask[ix])
-            m = mask[ix]
+            L = trim(ix, batch.attention_mask)          # this micro-batch's longest row; T-1 log-prob columns
+            lp = token_logprobs(self.engine, batch.input_ids[ix, :L], batch.attention_mask[ix, :L])
+            m = mask[ix, : L - 1]
+            r_lp = batch.rollout_logprobs[ix, : L - 1]
             adv = batch.advantages[ix][:, None].expand_as(lp)
             if fused:     # one step per iteration: the current weights are the old policy (see ``prepare``)
                 cur = lp.detach()
-                seen[ix] = cur
-                old = batch.rollout_logprobs[ix] if a.old_logprobs == "rollout" else cur
-                w = algo.tis_weights(cur, batch.rollout_logprobs[ix], m, cap=a.tis_cap) if a.tis_cap > 0 else None
+                seen[ix, : L - 1] = cur
+                old = r_lp if a.old_logprobs == "rollout" else cur
+                w = algo.tis_weights(cur, r_lp, m, cap=a.tis_cap) if a.tis_cap > 0 else None
             else:
-                old, w = old_lp[ix], None if is_w is None else is_w[ix]
+                old, w = old_lp[ix, : L - 1], None if is_w is None else is_w[ix, : L - 1]
             loss, lm = self.loss_fn(lp, old, adv, m, agg=a.loss_agg, is_weights=w, **a.loss_opts)
             if ref_lp is not None:
-                kl = algo.kl_estimate(lp, ref_lp[ix], a.kl_kind)
+                kl = algo.kl_estimate(lp, ref_lp[ix, : L - 1], a.kl_kind)
                 kl_term = algo.agg_loss(kl, m, a.loss_agg)
                 loss = loss + a.kl_coef * kl_term
                 lm["kl"] = float(kl_term.detach())

@@ -25,6 +25,9 @@ class RolloutWorker:
         from ascl_ray.resources import actor_env_defaults
 
         actor_env_defaults({"VLLM_CPU_KVCACHE_SPACE": str(rcfg.kv_cache_gib)})
+        from ascl_ray.resources import pin_to_cores
+
+        pin_to_cores(rcfg.cpu_affinity, vllm=True)   # before the engine core process starts: it inherits it
         from transformers import AutoTokenizer
 
         from ascl_ray.registry import import_plugins
@@ -141,22 +144,36 @@ class RolloutGroup:
         self.workers[k] = w
 
     def generate(self, rows: list[PromptRow], group_ids: list[int], seed: int) -> list[Rollout]:
+        return self.collect(self.generate_async(rows, group_ids, seed))
+
+    def generate_async(self, rows: list[PromptRow], group_ids: list[int], seed: int) -> dict:
+        """Start a generation and return at once (a handle for ``collect``): the engines work while the
+        driver trains. Ray runs a worker's calls in the order they were sent, so a weight load sent after
+        this waits for the generation to end (the driver collects first anyway: a sync never runs under a
+        generation)."""
         W = len(self.workers)
         shards = {k: list(range(k, len(rows), W)) for k in range(W)}
         shards = {k: v for k, v in shards.items() if v}
-
-        def submit(k: int) -> Any:
-            sub = shards[k]
-            return self.workers[k].generate.remote([rows[i] for i in sub], [group_ids[i] for i in sub], seed * 7919 + k)
-
-        refs = {k: submit(k) for k in shards}
-        out: dict[int, list[Rollout]] = {}
+        handle = {"rows": rows, "group_ids": group_ids, "seed": seed, "shards": shards, "refs": {}}
         for k in shards:
+            handle["refs"][k] = self._submit(handle, k)
+        return handle
+
+    def _submit(self, handle: dict, k: int) -> Any:
+        sub = handle["shards"][k]
+        return self.workers[k].generate.remote([handle["rows"][i] for i in sub], [handle["group_ids"][i] for i in sub],
+                                               handle["seed"] * 7919 + k)
+
+    def collect(self, handle: dict) -> list[Rollout]:
+        """The rollouts of a ``generate_async`` (shard order). A worker that died meanwhile is replaced and its
+        shard generated again (a second failure propagates: the run stops with the cause)."""
+        out: dict[int, list[Rollout]] = {}
+        for k in handle["shards"]:
             try:
-                out[k] = ray.get(refs[k])
+                out[k] = ray.get(handle["refs"][k])
             except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as e:
                 self._replace(k, e)
-                out[k] = ray.get(submit(k))  # a second failure propagates: the run stops with the cause
+                out[k] = ray.get(self._submit(handle, k))
         return [r for k in sorted(out) for r in out[k]]
 
     def load_weights(self, payload_ref: Any) -> list[str]:
