@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 pytestmark = pytest.mark.slow
@@ -63,8 +65,18 @@ def test_async_staleness_bound_and_versions_checked_by_logprobs(tiny_model_path,
         for it in range(4):
             versions[it] = tr.learners.save_hf(str(tmp_path / f"v{it}"))   # learner version it (it updates taken)
             metrics.append(tr.step(it))
+            if it == 1:
+                # the batch generated ahead (2, sampled with version 0) goes into the checkpoint and comes back
+                # from it: restored into this trainer, iteration 2 trains on exactly those rollouts
+                path = tr.save_checkpoint(2)
+                saved = [(r.prompt_ids, r.response_ids, r.rollout_logprobs) for r in tr.ahead["rollouts"]]
+                tr.ahead = None
+                tr._restore(Path(path))
+                assert tr.ahead["it"] == 2 and tr.ahead["version"] == 0
+                assert [(r.prompt_ids, r.response_ids, r.rollout_logprobs) for r in tr.ahead["rollouts"]] == saved
     finally:
         tr.close()
+    assert [(r.prompt_ids, r.response_ids, r.rollout_logprobs) for r in trained[2]] == saved
     stale = [m["overlap/staleness"] for m in metrics]
     assert stale == [0.0, 1.0, 2.0, 1.0], stale          # batch 3 launched after the sync of version 2
     assert [m["overlap/synced"] for m in metrics] == [0.0, 1.0, 0.0, 1.0]
