@@ -1,6 +1,10 @@
 """``ascl-ray`` command line.
 
     ascl-ray train [hydra overrides...]      e.g. ascl-ray train algorithm=grpo rollout.n_samples=4
+    ascl-ray train +experiment=NAME [...]    a recipe from conf/experiment/ (GPU recipes: README "GPU recipes")
+    ascl-ray train --dry-run [--cluster-shape 2x8[:CPUS]] [overrides...]
+                                             validate, print the batch arithmetic and actor plan, check it fits
+                                             the shape (default cluster.shape); starts nothing (exit 3: no fit)
     ascl-ray train -m key=a,b key2=x,y ...   multirun: every combination, one run after another (ascl_ray.sweep)
     ascl-ray compare DIR... [--out DIR]      table + curves of runs or sweep folders (ascl_ray.compare)
     ascl-ray build-tiny --out DIR            build the embedded tiny default model
@@ -11,7 +15,8 @@
     ascl-ray sft [overrides...]              SFT on a jsonl of demonstrations (ascl_ray.sft_run)
     ascl-ray judge-check ...                 judge agreement with human labels (ascl_ray.reward.judge_check)
 
-Config groups live in ``conf/`` (model, rollout, learner, reward, algorithm, method, data, cluster).
+Config groups live in ``conf/`` (model, rollout, learner, reward, algorithm, method, data, cluster);
+``conf/experiment/`` holds whole recipes, added with ``+experiment=NAME`` (Hydra's ``@package _global_``).
 """
 
 from __future__ import annotations
@@ -30,8 +35,10 @@ GROUPS = ("model", "rollout", "learner", "reward", "algorithm", "method", "data"
 def dict_overrides(overrides: list[str]) -> list[str]:
     """``key={...}`` on a free-form dict (``method.policy``, ``method.tool_options``, ``algorithm.options``)
     merges into it, new keys included: Hydra's struct mode refuses new keys for a plain ``key=``, so such
-    an override is passed as ``++key={...}`` (override or add). Other overrides are unchanged."""
-    return ["++" + o if re.match(r"^[A-Za-z_][\w.]*=\{", o) else o for o in overrides]
+    an override is passed as ``++key={...}`` (override or add). ``experiment=NAME`` (a recipe of
+    ``conf/experiment/``, in no defaults list) is passed as ``+experiment=NAME``. Others are unchanged."""
+    return ["++" + o if re.match(r"^[A-Za-z_][\w.]*=\{", o) else "+" + o if o.startswith("experiment=") else o
+            for o in overrides]
 
 
 def compose_node(overrides: list[str], conf_dir: Optional[str] = None, config_name: str = "config"):
@@ -72,12 +79,47 @@ def compose(overrides: list[str], conf_dir: Optional[str] = None):
 
 def _help() -> str:
     lines = [__doc__.strip(), "", "Options per group (pick with group=option):"]
-    for g in GROUPS:
+    for g in GROUPS + ("experiment",):
         opts = sorted(p.stem for p in (CONF_DIR / g).glob("*.yaml"))
-        lines.append(f"  {g:<10} {', '.join(opts)}")
+        lines.append(f"  {g:<10} {', '.join(opts)}" + ("   (+experiment=NAME)" if g == "experiment" else ""))
     lines += ["", "Any key is overridable: learner.lr=5e-4 trainer.iterations=30 tracking.wandb_mode=online",
               "Run `ascl-ray show-config [overrides]` to see every key and its value."]
     return "\n".join(lines)
+
+
+def _pop_flags(rest: list[str]) -> tuple[list[str], bool, Optional[str]]:
+    """(overrides, --dry-run given, --cluster-shape value or None) from ``train``'s arguments."""
+    out, dry, shape = [], False, None
+    it = iter(rest)
+    for a in it:
+        if a == "--dry-run":
+            dry = True
+        elif a == "--cluster-shape":
+            shape = next(it, None)
+            if not shape:
+                raise ValueError("--cluster-shape needs a value, e.g. --cluster-shape 2x8 or 2x8:64")
+        elif a.startswith("--cluster-shape="):
+            shape = a.split("=", 1)[1]
+        else:
+            out.append(a)
+    return out, dry, shape
+
+
+def dry_run(overrides: list[str], shape: Optional[str] = None) -> int:
+    """Compose + validate, print the plan; 0, or 3 when it does not fit the shape (the error on stderr)."""
+    from ascl_ray.dry_run import report
+
+    cfg = compose(overrides)
+    if shape is not None:
+        from ascl_ray.placement import parse_shape
+
+        parse_shape(shape)      # ValueError naming the expected form
+    text, error = report(cfg, shape)
+    print(text)
+    if error:
+        print(f"error: {error}", file=sys.stderr)
+        return 3
+    return 0
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -95,6 +137,13 @@ def main(argv: Optional[list[str]] = None) -> int:
             if "--help" in rest or "-h" in rest:
                 print(_help())
                 return 0
+            rest, dry, shape = _pop_flags(rest)
+            if dry and ("-m" in rest or "--multirun" in rest):
+                raise ValueError("--dry-run checks one config: leave out -m (or dry-run each combination)")
+            if dry:
+                return dry_run(rest, shape)
+            if shape is not None:
+                raise ValueError("--cluster-shape goes with --dry-run (a real run is placed on the cluster Ray sees)")
             if "-m" in rest or "--multirun" in rest:
                 from ascl_ray.sweep import run_sweep
 

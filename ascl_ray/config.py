@@ -5,6 +5,7 @@ Every ``[ours]`` design choice from methods.md is a field here, so ablations are
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -151,6 +152,9 @@ class ClusterCfg:
     # every actor group reserves its bundles in a placement group first (ascl_ray/placement.py); a plan the
     # cluster cannot hold within this is an error naming the group, its bundle and the cluster's resources
     placement_timeout_s: float = 120.0
+    # the cluster this config targets, NODESxGPUS[:CPUS per node][+...] (e.g. 2x8:64); only read by
+    # `ascl-ray train --dry-run`, which checks the actor plan fits it (``--cluster-shape`` overrides it)
+    shape: Optional[str] = None
 
 
 @dataclass
@@ -231,6 +235,9 @@ class TrainConfig:
                    f"an engine with rollout.tensor_parallel_size={r.tensor_parallel_size} needs one GPU per TP rank: "
                    f"set rollout.num_gpus_per_worker={r.tensor_parallel_size} (got {r.num_gpus_per_worker:g})")
         _check(l.backend in ("gloo", "nccl"), "learner.backend", f"must be gloo or nccl, got {l.backend!r}")
+        _check(l.backend != "nccl" or l.num_gpus_per_actor >= 1, "learner.num_gpus_per_actor",
+               f"learner.backend=nccl needs one whole GPU per ZeRO-3 rank: set learner.num_gpus_per_actor=1 "
+               f"(got {l.num_gpus_per_actor:g}) or learner.backend=gloo for CPU learners")
         _check(l.dtype in ("float32", "bfloat16"), "learner.dtype", f"must be float32 or bfloat16, got {l.dtype!r}")
         _check(l.lr > 0, "learner.lr", f"must be > 0, got {l.lr}")
         _check(l.epochs >= 1, "learner.epochs", f"must be >= 1, got {l.epochs}")
@@ -248,10 +255,9 @@ class TrainConfig:
         _check(t.max_staleness >= 0, "trainer.max_staleness", f"must be >= 0, got {t.max_staleness}")
         _check(d.prompts_per_iter >= 1, "data.prompts_per_iter", f"must be >= 1, got {d.prompts_per_iter}")
         _check(l.num_mini_batches >= 1, "learner.num_mini_batches", f"must be >= 1, got {l.num_mini_batches}")
-        B = d.prompts_per_iter * r.n_samples
-        _check(B % (l.num_actors * l.num_mini_batches) == 0, "data.prompts_per_iter",
-               f"batch {d.prompts_per_iter} prompts x {r.n_samples} samples = {B} must divide by "
-               f"learner.num_actors x learner.num_mini_batches = {l.num_actors * l.num_mini_batches}")
+        batch_rule_error = check_batch_rules(d.prompts_per_iter, r.n_samples, l.num_actors, l.num_mini_batches)
+        if batch_rule_error:
+            raise ConfigError(batch_rule_error)
         _check(a.loss_agg in ("token-mean", "seq-mean-token-sum", "seq-mean-token-mean"), "algorithm.loss_agg",
                f"unknown aggregation {a.loss_agg!r}")
         _check(a.dynamic_sampling_max_rounds >= 0, "algorithm.dynamic_sampling_max_rounds",
@@ -280,6 +286,19 @@ class TrainConfig:
         _check(t.iterations >= 1, "trainer.iterations", f"must be >= 1, got {t.iterations}")
         _check(t.sync_backend in ("auto", "gloo", "nccl"), "trainer.sync_backend",
                f"must be auto, gloo or nccl, got {t.sync_backend!r}")
+        # the collective channel's group holds one rank per engine, but vLLM runs one worker process per TP rank
+        # and every one of them would join as the engine's rank
+        _check(t.sync_channel != "collective" or r.tensor_parallel_size == 1, "trainer.sync_channel",
+               f"the collective channel gives each engine one rank, but an engine with rollout.tensor_parallel_size="
+               f"{r.tensor_parallel_size} runs {r.tensor_parallel_size} vLLM worker processes that would all join as "
+               f"it: use trainer.sync_channel=object_store (or rollout.tensor_parallel_size=1)")
+        if self.cluster.shape is not None:
+            from ascl_ray.placement import parse_shape
+
+            try:
+                parse_shape(self.cluster.shape)
+            except ValueError as e:
+                raise ConfigError(f"cluster.shape: {e}") from None
         _check(t.sync_tol > 0, "trainer.sync_tol", f"must be > 0, got {t.sync_tol}")
         _check(t.save_every >= 0, "trainer.save_every", f"must be >= 0, got {t.save_every}")
         _check(t.keep_checkpoints >= 1, "trainer.keep_checkpoints", f"must be >= 1, got {t.keep_checkpoints}")
@@ -299,6 +318,41 @@ class TrainConfig:
         per_rank = B // (self.learner.num_actors * self.learner.num_mini_batches)
         # micro-batches per mini-batch: ceil, so they hold at most micro_batch_size rows (near-equal sizes)
         return max(1, -(-per_rank // min(self.learner.micro_batch_size, max(per_rank, 1))))
+
+
+def _divisors_near(n: int, want: int, k: int = 3) -> list[int]:
+    """Up to ``k`` divisors of ``n`` closest to ``want`` (ascending)."""
+    divs = [x for x in range(1, n + 1) if n % x == 0]
+    return sorted(sorted(divs, key=lambda x: (abs(x - want), x))[:k])
+
+
+def check_batch_rules(prompts: int, n_samples: int, ranks: int, mini_batches: int) -> Optional[str]:
+    """The learner's batch rule, or None when it holds. An iteration's ``prompts x n_samples`` rows are cut
+    into ``learner.num_actors`` equal shards (``LearnerGroup.update`` refuses a remainder), and every shard
+    into ``learner.num_mini_batches`` equal mini-batches, one optimizer step each (``LearnerActor.update``
+    would silently drop a remainder). ``learner.micro_batch_size`` has no rule: a mini-batch is cut into
+    ceil(rows / micro_batch_size) near-equal micro-batches. The message names the keys and values that fix it."""
+    rows, parts = prompts * n_samples, ranks * mini_batches
+    if rows % parts == 0:
+        return None
+    fixes = []
+    per_rank, rank_ok = rows // ranks, rows % ranks == 0
+    if rank_ok:
+        ms = _divisors_near(per_rank, mini_batches, k=2)
+        fixes.append("learner.num_mini_batches=" + " or ".join(map(str, ms)))
+    step = parts // math.gcd(n_samples, parts)       # prompts must be a multiple of this
+    near = sorted({max(step, prompts // step * step), -(-prompts // step) * step})
+    fixes.append("data.prompts_per_iter=" + " or ".join(str(p) for p in near))
+    g_step = parts // math.gcd(prompts, parts)
+    fixes.append("rollout.n_samples=" + " or ".join(
+        str(x) for x in sorted({max(g_step, n_samples // g_step * g_step), -(-n_samples // g_step) * g_step})))
+    if not rank_ok and rows % mini_batches == 0:     # rank counts that divide the batch (GPUs permitting)
+        ws = _divisors_near(rows // mini_batches, ranks, k=2)
+        fixes.append("learner.num_actors=" + " or ".join(map(str, ws)))
+    return (f"data.prompts_per_iter: a batch of data.prompts_per_iter={prompts} x rollout.n_samples={n_samples} = "
+            f"{rows} rows must split into learner.num_actors={ranks} equal rank shards x "
+            f"learner.num_mini_batches={mini_batches} equal mini-batches ({rows} % {parts} = {rows % parts}); "
+            f"use {'; or '.join(fixes)}")
 
 
 # old key -> new key: a config (or override) that still uses the old name gets an error naming the new one

@@ -14,6 +14,8 @@ def _cfg(**over):
     for k, v in over.items():
         group, key = k.split("__")
         base[group][key] = v
+    if base["rollout"].get("tensor_parallel_size", 1) > 1:   # TP engines sync through the object store
+        base["trainer"] = {"sync_channel": "object_store"}
     return load_config(base)
 
 
