@@ -53,9 +53,6 @@ WORK_OVERRIDES = ["method=plain", "algorithm=grpo", "data.source=jsonl", "data.e
                   "data.prompts_per_iter=8", "rollout.n_samples=4", "rollout.max_new_tokens=64",
                   "rollout.temperature=1.0", "learner.epochs=1", "learner.num_mini_batches=1",
                   "algorithm.kl_coef=0"]
-# ascl-ray's token-mean over the whole batch is TRL's "dapo" (normalised by the active tokens of the
-# global accumulated batch); per-sequence means are TRL's "grpo"
-LOSS_AGG_TO_TRL = {"token-mean": "dapo", "seq-mean-token-mean": "grpo"}
 
 
 # ------------------------------------------------------------------------------------------ pure parts

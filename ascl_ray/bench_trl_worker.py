@@ -8,7 +8,9 @@ import json
 import time
 from pathlib import Path
 
-from ascl_ray.bench_trl import LOSS_AGG_TO_TRL
+# ascl-ray's token-mean over the whole batch is TRL's "dapo" (normalised by the active tokens of the
+# global accumulated batch); per-sequence means are TRL's "grpo"
+LOSS_AGG_TO_TRL = {"token-mean": "dapo", "seq-mean-token-mean": "grpo"}
 
 
 def trl_worker(spec_path: str) -> int:
