@@ -168,7 +168,7 @@ class TrainerCfg:
     max_failures: int = 3                   # actor deaths survived per run (rebuild + reload the last checkpoint)
     verify_sync: bool = True
     sync_tol: float = 1e-3                  # max |logprob| diff learner vs engine after a sync
-    sync_channel: str = "object_store"      # object_store | shm | collective
+    sync_channel: str = "collective"        # collective | object_store | shm
     sync_backend: str = "auto"              # collective channel: auto (nccl with CUDA, else gloo) | gloo | nccl
     eval_every: int = 0
     # rollout/training overlap (ascl_ray/overlap.py): sync | one_step_off (generation of t+1 with the weights
