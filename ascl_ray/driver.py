@@ -21,6 +21,7 @@ from typing import Any, Optional
 from ascl_ray.batch import PromptRow, Rollout
 from ascl_ray.config import TrainConfig, to_dict
 from ascl_ray.data.sampler import PromptSampler
+from ascl_ray.failures import actor_errors, dead_actors, group_actors, is_actor_failure  # noqa: F401  (actor_errors re-exported)
 from ascl_ray.metrics import group_metrics
 from ascl_ray.runtime import ensure_model, load_prompts, score, start_ray  # noqa: F401  (re-exported)
 
@@ -350,15 +351,6 @@ class Trainer:
             self.stack = None
 
 
-def actor_errors() -> tuple:
-    """The Ray errors of a dead actor (what ``Trainer.recover`` handles; anything else stops the run)."""
-    import ray
-
-    return tuple(e for e in (getattr(ray.exceptions, n, None) for n in
-                             ("RayActorError", "ActorDiedError", "ActorUnavailableError", "OutOfMemoryError"))
-                 if e is not None)
-
-
 def train(cfg: TrainConfig) -> dict[str, Any]:
     """Run the loop (from the newest checkpoint with ``trainer.resume=auto``); returns a summary (history,
     paths). An actor death is survived up to ``trainer.max_failures`` times; a failed sync verification
@@ -367,12 +359,13 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     try:
         tr.setup()
         n, every = cfg.trainer.iterations, cfg.trainer.save_every
-        recoverable = actor_errors()
         it = tr.start_it
         while it < n:
             try:
                 tr.step(it)
-            except recoverable as e:
+            except Exception as e:  # noqa: BLE001 - an actor's death (or a peer's error from it) is survived
+                if not is_actor_failure(e, lambda: dead_actors(group_actors(tr.stack))):
+                    raise
                 it = tr.recover(e)
                 continue
             it += 1

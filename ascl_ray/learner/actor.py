@@ -14,6 +14,7 @@ import ray
 
 from ascl_ray.batch import Rollout, collate
 from ascl_ray.config import AlgorithmCfg, LearnerCfg
+from ascl_ray.failures import actor_errors
 from ascl_ray.learner.sft import even_split, pad_sft
 
 
@@ -240,7 +241,7 @@ class LearnerGroup:
             for ref in ready:
                 try:
                     values[index[ref]] = ray.get(ref)
-                except ray.exceptions.RayActorError:
+                except actor_errors():     # a dead rank (killed, or by Ray's memory monitor: OutOfMemoryError)
                     for a in self.actors:
                         try:
                             ray.kill(a)
