@@ -9,7 +9,7 @@ FLAVOR ?= $(if $(HAS_GPU),gpu,cpu)
 STAMP := $(VENV)/.installed-$(FLAVOR)
 ARGS ?=
 
-.PHONY: install train test test-fast bench bench-trl model clean help
+.PHONY: install train test test-fast bench bench-trl real-demo model clean help
 
 help:
 	@echo "make train   - set up (venv, deps, tiny model) and run RL end to end on local Ray (ARGS='hydra overrides')"
@@ -50,6 +50,9 @@ bench: install
 
 bench-trl: install
 	$(PY) -m ascl_ray.bench_trl $(ARGS)
+
+real-demo: install
+	$(PY) -m launch.real_pipeline $(ARGS)
 
 clean:
 	rm -rf runs artifacts outputs wandb .pytest_cache
