@@ -24,9 +24,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-
-def _row(section: str, name: str, value: float, unit: str, note: str = "") -> dict:
-    return {"section": section, "name": name, "value": value, "unit": unit, "note": note}
+from ascl_ray.bench_table import _row, format_table  # noqa: F401  (format_table re-exported)
 
 
 def memcpy_mbps(n_bytes: int, repeat: int = 5) -> float:
@@ -317,21 +315,13 @@ def bench_vs_trl(model: str, out: str) -> list[dict]:
     return json.loads(res.read_text())["rows"]
 
 
-def format_table(rows: list[dict]) -> str:
-    lines = ["| section | metric | value | unit | note |", "| --- | --- | ---: | --- | --- |"]
-    for r in rows:
-        v = r["value"]
-        vs = f"{v:.3f}" if abs(v) < 10 else f"{v:.1f}"
-        lines.append(f"| {r['section']} | {r['name']} | {vs} | {r['unit']} | {r['note']} |")
-    return "\n".join(lines)
-
-
 def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(description="ascl-ray benchmarks: prints one table (and writes bench.json).")
     p.add_argument("--iters", type=int, default=3, help="measured iterations per batch size")
     p.add_argument("--out", default="runs/bench")
     p.add_argument("--skip", nargs="*", default=[],
-                   choices=["loop", "sync_medium", "checkpoint", "checkpoint_smollm2", "rollout", "reward", "trl"])
+                   choices=["loop", "sync_medium", "checkpoint", "checkpoint_smollm2", "rollout", "reward", "overlap",
+                            "trl"])
     p.add_argument("--trl-model", default="smollm2", help="model of the TRL comparison: smollm2 | tiny | a folder")
     p.add_argument("overrides", nargs="*", help="hydra overrides for the loop benchmark")
     a = p.parse_args(argv)
@@ -368,6 +358,10 @@ def main(argv: Optional[list[str]] = None) -> int:
             rows += bench_vllm_vs_hf_medium(medium)
     if "reward" not in a.skip:
         rows += bench_reward()
+    if "overlap" not in a.skip:    # sync vs one_step_off vs async, engine and learner pinned to separate cores
+        from ascl_ray.bench_overlap import bench_overlap
+
+        rows += bench_overlap(work=a.out)
     if "trl" not in a.skip:   # last, on an idle machine: ~45 min on SmolLM2 on 2 cores
         rows += bench_vs_trl(a.trl_model, os.path.join(a.out, "trl"))
     table = format_table(rows)

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from ascl_ray.bench import _row, format_table
+from ascl_ray.bench_table import _row, format_table
 
 TRL_VERSION = "1.16.0"
 DEFAULT_SITE = ".cache/bench-trl/site"
@@ -94,13 +94,32 @@ def write_prompts(path: str, n_train: int, eval_frac: float, seed: int = 0) -> s
     return path
 
 
-def abba(runs_per_arm: int, first: str = A, second: str = B) -> list[str]:
-    """The run order: pairs alternate A B, B A, A B, ... (``runs_per_arm=2``: A B B A), so a drift of the
-    machine's speed over the bench hits both arms alike."""
+def abba(runs_per_arm: int, first: str = A, second: str = B, *more: str) -> list[str]:
+    """The run order: the arms forward, then backward, ... (``runs_per_arm=2``: A B B A; three arms: A C B B C A),
+    so a drift of the machine's speed over the bench hits every arm alike."""
+    arms = [first, *more, second]
     out: list[str] = []
     for k in range(runs_per_arm):
-        out += [first, second] if k % 2 == 0 else [second, first]
+        out += arms if k % 2 == 0 else arms[::-1]
     return out
+
+
+def one_rank_variant(cores: Optional[int] = None) -> list[str]:
+    """ascl-ray with one learner rank using every core (no ZeRO-3 collectives between ranks on one machine)."""
+    return ["learner.num_actors=1", f"learner.torch_threads={cores or os.cpu_count() or 1}"]
+
+
+def variant_rows(name: str, v: dict, b: dict, label: str) -> list[dict]:
+    """Rows of an extra ascl-ray arm (``name``: its overrides) against TRL's summary ``b``."""
+    sec = f"vs TRL GRPOTrainer ({label})"
+    return [
+        _row(sec, f"{A} [{name}] step", v["step"], "s", f"median of {v['n_steps']} steps"),
+        _row(sec, f"{A} [{name}] generation / train", v["generation"], "s", f"train {v['train']:.2f} s"),
+        _row(sec, f"{A} [{name}] weight sync (verification included)", v["sync"], "s",
+             f"{100 * v['sync'] / v['step']:.1f} % of the step (target <= 10 %)"),
+        _row(sec, f"{A} [{name}] start-up", statistics.median(v["startup"]), "s", "target <= 60 s"),
+        _row(sec, f"{A} [{name}] step / {B} step", v["step"] / b["step"], "x", "target <= 1"),
+    ]
 
 
 def measured_steps(runs: list[list[dict]], warmup: int) -> list[dict]:
@@ -375,8 +394,10 @@ def model_overrides(model: str) -> list[str]:
 def bench_trl(model: str = "smollm2", out: str = "runs/bench-trl", steps: int = 7, warmup: int = 2,
               runs_per_arm: int = 2, n_prompts: int = 48, overrides: Optional[list[str]] = None,
               site: str = DEFAULT_SITE, trl_micro_batch: Optional[int] = None,
-              timeout_s: float = 7200.0, trl_threads: Optional[int] = None) -> list[dict]:
-    """Both arms, interleaved A B B A; returns the table rows (raw runs in ``<out>/bench_trl.json``)."""
+              timeout_s: float = 7200.0, trl_threads: Optional[int] = None,
+              variants: Optional[dict[str, list[str]]] = None) -> list[dict]:
+    """Both arms (and ``variants``: extra ascl-ray arms, name -> overrides), interleaved A B B A; returns the
+    table rows (raw runs in ``<out>/bench_trl.json``)."""
     from ascl_ray.cli import compose
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -391,17 +412,20 @@ def bench_trl(model: str = "smollm2", out: str = "runs/bench-trl", steps: int = 
     write_prompts(prompts, n_prompts, cfg.data.eval_frac, seed=cfg.trainer.seed)
     label = (f"{cfg.model.name}, {cfg.data.prompts_per_iter} prompts x {cfg.rollout.n_samples}, "
              f"<= {cfg.rollout.max_new_tokens} tokens, lr {cfg.learner.lr:g}")
-    results: dict[str, list[ArmRun]] = {A: [], B: []}
+    variants = dict(variants or {})
+    order = abba(runs_per_arm, A, B, *variants)
+    results: dict[str, list[ArmRun]] = {arm: [] for arm in order}
     if os.getloadavg()[0] > 1.5:   # TRL's one process with a thread per core suffers most from a busy machine
         print(f"[bench-trl] warning: load average {os.getloadavg()[0]:.1f} before the first run: other work "
               "shares the cores and the numbers will show it", flush=True)
-    for i, arm in enumerate(abba(runs_per_arm)):
-        run_dir = str(outp / f"run{i}-{'ascl' if arm == A else 'trl'}")
+    for i, arm in enumerate(order):
+        tag = "trl" if arm == B else "ascl" if arm == A else "ascl-" + "".join(c if c.isalnum() else "_" for c in arm)
+        run_dir = str(outp / f"run{i}-{tag}")
         t = time.time()
-        print(f"[bench-trl] run {i + 1}/{2 * runs_per_arm}: {arm} ({steps} steps) -> {run_dir}", flush=True)
+        print(f"[bench-trl] run {i + 1}/{len(order)}: {arm} ({steps} steps) -> {run_dir}", flush=True)
         load0 = os.getloadavg()[0]
-        r = (run_ascl(ov, steps, run_dir, timeout_s) if arm == A
-             else run_trl(ov, steps, run_dir, site, trl_micro_batch, timeout_s, trl_threads))
+        r = (run_trl(ov, steps, run_dir, site, trl_micro_batch, timeout_s, trl_threads) if arm == B
+             else run_ascl(ov + variants.get(arm, []), steps, run_dir, timeout_s))
         r.load = [load0, os.getloadavg()[0]]
         results[arm].append(r)
         print(f"[bench-trl]   {arm}: {time.time() - t:.0f}s wall, start-up {r.startup_s:.1f}s, load average "
@@ -409,9 +433,13 @@ def bench_trl(model: str = "smollm2", out: str = "runs/bench-trl", steps: int = 
               flush=True)
     sa, sb = summarize(results[A], warmup), summarize(results[B], warmup)
     rows = comparison_rows(sa, sb, label, runs_per_arm, warmup)
+    summaries = {A: sa, B: sb}
+    for name in variants:
+        summaries[name] = summarize(results[name], warmup)
+        rows += variant_rows(name, summaries[name], sb, label)
     (outp / "bench_trl.json").write_text(json.dumps(
-        {"overrides": ov, "order": abba(runs_per_arm), "warmup": warmup,
-         "runs": {k: [vars(r) for r in v] for k, v in results.items()}, "summary": {A: sa, B: sb}, "rows": rows},
+        {"overrides": ov, "variants": variants, "order": order, "warmup": warmup,
+         "runs": {k: [vars(r) for r in v] for k, v in results.items()}, "summary": summaries, "rows": rows},
         indent=2))
     return rows
 
@@ -435,11 +463,25 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--site", default=DEFAULT_SITE, help="where TRL is installed (pip --target)")
     p.add_argument("--out", default="runs/bench-trl")
     p.add_argument("--timeout", type=float, default=7200.0, help="seconds per run")
+    p.add_argument("--variant", action="append", default=None, metavar="NAME=OVERRIDES",
+                   help="an extra ascl-ray arm: a name and space-separated overrides (repeatable); default: "
+                        "'1 learner rank' (learner.num_actors=1 learner.torch_threads=<cores>); --variant none: no extra arm")
     p.add_argument("overrides", nargs="*", help="extra ascl-ray hydra overrides (the TRL arm follows them)")
     a = p.parse_args(argv)
+    if a.variant is None:
+        variants = {"1 learner rank": one_rank_variant()}
+    else:
+        variants = {}
+        for v in a.variant:
+            if v == "none":
+                continue
+            name, sep, ovs = v.partition("=")
+            if not sep or not name.strip():
+                p.error(f"--variant {v!r}: expected NAME=OVERRIDES, e.g. --variant 'bf16=rollout.dtype=bfloat16'")
+            variants[name.strip()] = ovs.split()
     t0 = time.perf_counter()
     rows = bench_trl(a.model, a.out, a.steps, a.warmup, a.runs, a.n_prompts, a.overrides, a.site,
-                     a.trl_micro_batch, a.timeout, a.trl_threads)
+                     a.trl_micro_batch, a.timeout, a.trl_threads, variants)
     table = format_table(rows)
     print(table)
     print(f"\n(bench-trl took {time.perf_counter() - t0:.0f}s)")

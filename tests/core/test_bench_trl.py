@@ -43,6 +43,17 @@ def test_abba_order():
     order = bt.abba(3)
     assert order == [bt.A, bt.B, bt.B, bt.A, bt.A, bt.B]
     assert order.count(bt.A) == order.count(bt.B) == 3
+    three = bt.abba(2, bt.A, bt.B, "1 learner rank")             # extra arms sit between, mirrored
+    assert three == [bt.A, "1 learner rank", bt.B, bt.B, "1 learner rank", bt.A]
+
+
+def test_variant_rows_against_trl():
+    v = bt.summarize([bt.ArmRun(bt.A, _steps([9.0, 3.0, 3.0], sync=0.3), startup_s=30.0)], warmup=1)
+    b = bt.summarize([bt.ArmRun(bt.B, _steps([9.0, 4.0, 4.0]), startup_s=9.0)], warmup=1)
+    by = {r["name"]: r for r in bt.variant_rows("1 learner rank", v, b, "tiny")}
+    assert by[f"{bt.A} [1 learner rank] step / {bt.B} step"]["value"] == pytest.approx(0.75)
+    assert "10.0 % of the step" in by[f"{bt.A} [1 learner rank] weight sync (verification included)"]["note"]
+    assert bt.one_rank_variant(4) == ["learner.num_actors=1", "learner.torch_threads=4"]
 
 
 def _steps(values, **extra):
