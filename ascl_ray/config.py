@@ -142,6 +142,7 @@ class DataCfg:
     prompts_per_iter: int = 16
     eval_frac: float = 0.2
     n_math: int = 60
+    types: Optional[list] = None            # keep only these prompt types (e.g. [benign_sensitive]); null: all
 
 
 @dataclass
@@ -282,6 +283,12 @@ class TrainConfig:
         _check(m.max_tool_calls >= 0, "method.max_tool_calls", f"must be >= 0, got {m.max_tool_calls}")
         _check(d.source in ("synthetic", "jsonl"), "data.source", f"must be synthetic or jsonl, got {d.source!r}")
         _check(d.source != "jsonl" or bool(d.path), "data.path", "required when data.source=jsonl")
+        if d.types is not None:
+            from ascl_ray.batch import prompt_types
+
+            bad = [t for t in d.types if t not in prompt_types()]
+            _check(bool(d.types) and not bad, "data.types",
+                   f"unknown prompt type(s) {bad} (known: {list(prompt_types())})" if bad else "must not be empty")
         _check(0 <= d.eval_frac < 1, "data.eval_frac", f"must be in [0, 1), got {d.eval_frac}")
         _check(t.iterations >= 1, "trainer.iterations", f"must be >= 1, got {t.iterations}")
         _check(t.sync_backend in ("auto", "gloo", "nccl"), "trainer.sync_backend",

@@ -42,6 +42,10 @@ def load_prompts(cfg: TrainConfig) -> tuple[list[PromptRow], list[PromptRow]]:
         if not os.path.exists(d.path):
             raise FileNotFoundError(f"data.path: file not found: {d.path}")
         rows = synthetic.read_prompts_jsonl(d.path)
+    if d.types is not None:
+        rows = [r for r in rows if r.prompt_type in set(d.types)]
+        if not rows:
+            raise ValueError(f"data.types={list(d.types)}: no prompt of these types in {d.path or d.source}")
     return synthetic.split(rows, eval_frac=d.eval_frac, seed=cfg.trainer.seed)
 
 

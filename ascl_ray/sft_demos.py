@@ -134,7 +134,9 @@ def query_of(row: PromptRow, n_words: int = 8) -> str:
 
 
 def load_answers(path: str) -> dict[str, str]:
-    """``{"prompt_id": ..., "answer": ...}`` per line -> {prompt_id: answer}; a bad line names file:line."""
+    """``{"prompt_id": ..., "answer": ...}`` per line -> {prompt_id: answer}; a bad line names file:line. Lines of
+    ``ascl-ray cada-chains`` (judge-accepted self-generated chains) are read as they are: their ``final_text``
+    is the answer, the first accepted chain of a prompt wins."""
     out: dict[str, str] = {}
     with open(path) as f:
         for lineno, line in enumerate(f, 1):
@@ -144,10 +146,12 @@ def load_answers(path: str) -> dict[str, str]:
                 obj = json.loads(line)
             except json.JSONDecodeError as e:
                 raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-            pid, ans = (obj.get("prompt_id"), obj.get("answer")) if isinstance(obj, dict) else (None, None)
+            pid, ans = (obj.get("prompt_id"), obj.get("answer", obj.get("final_text"))) if isinstance(obj, dict) \
+                else (None, None)
             if not isinstance(pid, str) or not isinstance(ans, str) or not ans.strip():
-                raise ValueError(f"{path}:{lineno}: expected {{\"prompt_id\": str, \"answer\": non-empty str}}")
-            out[pid] = ans.strip()
+                raise ValueError(f"{path}:{lineno}: expected {{\"prompt_id\": str, \"answer\" (or cada-chains' "
+                                 f"\"final_text\"): non-empty str}}")
+            out.setdefault(pid, ans.strip())
     return out
 
 

@@ -7,6 +7,8 @@
 Stages, in order (each a subprocess, except ``summary``):
 
   data      python -m ascl_ray.data.pool --out OUT/pool.jsonl --seed S
+  answers   ascl-ray cada-chains method=plain data.types=[benign_sensitive]: the model's own answers to the
+            benign look-alikes, kept where the judge accepts them (complied)   -> OUT/answers.jsonl
   demos     python -m ascl_ray.sft_demos --pool OUT/pool.jsonl --out OUT/demos.jsonl ... model=M
   eval_zs   ascl-ray eval on the untrained model (ASCL-ZS)          -> OUT/eval/zero_shot/report.json
   sft       ascl-ray sft --data OUT/demos.jsonl --out OUT/sft        -> OUT/sft/final
@@ -45,7 +47,7 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 REPO = Path(__file__).resolve().parent.parent
-STAGES = ("data", "demos", "eval_zs", "sft", "eval_sft", "rl", "eval_rl", "summary")
+STAGES = ("data", "answers", "demos", "eval_zs", "sft", "eval_sft", "rl", "eval_rl", "summary")
 EVAL_STAGES = {"eval_zs": "zero_shot", "eval_sft": "sft", "eval_rl": "rl"}
 # what a row of the summary reports for each prompt type: (metric, label)
 HEADLINES = {"harmful": ("safety_rate", "safety rate ↑"), "benign_sensitive": ("refusal_rate", "over-refusal ↓"),
@@ -64,7 +66,11 @@ class Sizes:
     # demos
     demos_per_type: int = 64            # seeded subsample per prompt type of the pool
     benign_consult_rate: float = 0.25
-    answers: Optional[str] = None       # jsonl {prompt_id, answer} for benign look-alikes (else templates)
+    answers: Optional[str] = None       # jsonl {prompt_id, answer} for benign look-alikes (else the answers stage's)
+    # answers stage: the zero-shot model's own answers to the pool's benign look-alikes (method=plain), kept
+    # where the reward pool's judge accepts them (a compliance, not a refusal): ascl-ray cada-chains
+    self_answers: bool = True
+    answers_samples: int = 2
     # SFT: ~192 demos x 2 epochs / 16 = 24 optimizer steps
     sft_epochs: int = 2
     sft_batch_size: int = 16
@@ -114,11 +120,20 @@ def build_stages(out: Path, s: Sizes, commands: Optional[dict[str, list[str]]] =
     """The stages with their commands (``commands`` replaces one, ``extra`` appends overrides)."""
     commands, extra = commands or {}, extra or {}
     pool, demos, sft, rl = out / "pool.jsonl", out / "demos.jsonl", out / "sft", out / "rl"
+    self_answers = out / "answers.jsonl"
+    answers = s.answers or (str(self_answers) if s.self_answers else None)
     cmds = {
         "data": _py("-m", "ascl_ray.data.pool", "--out", str(pool), "--seed", str(s.seed)),
+        "answers": (_py("-m", "ascl_ray.cli", "cada-chains", f"model={s.model}", "method=plain", "data.source=jsonl",
+                        f"data.path={pool}", "data.types=[benign_sensitive]", "data.eval_frac=0",
+                        f"rollout.max_new_tokens={s.rl_max_new_tokens}", f"rollout.max_model_len={s.rl_max_model_len}",
+                        f"trainer.seed={s.seed}", "--samples", str(s.answers_samples), "--seed", str(s.seed),
+                        "--out", str(self_answers))
+                    if s.self_answers and not s.answers else
+                    _py("-c", "print('answers: not generated (Sizes.answers given or self_answers=false)')")),
         "demos": _py("-m", "ascl_ray.sft_demos", "--pool", str(pool), "--out", str(demos), "--seed", str(s.seed),
                      "--max-per-type", str(s.demos_per_type), "--benign-consult-rate", str(s.benign_consult_rate),
-                     *(["--answers", s.answers] if s.answers else []), f"model={s.model}", "method=ascl"),
+                     *(["--answers", answers] if answers else []), f"model={s.model}", "method=ascl"),
         "eval_zs": _eval_cmd(out, s, "zero_shot", None),
         "sft": _py("-m", "ascl_ray.cli", "sft", f"model={s.model}", "method=ascl", "--data", str(demos),
                    "--out", str(sft), "--epochs", str(s.sft_epochs), "--batch-size", str(s.sft_batch_size),
@@ -135,7 +150,8 @@ def build_stages(out: Path, s: Sizes, commands: Optional[dict[str, list[str]]] =
                   f"learner.num_actors={s.learner_ranks}", f"learner.torch_threads={s.learner_threads}"),
         "eval_rl": _eval_cmd(out, s, "rl", rl / "final"),
     }
-    outputs = {"data": [pool], "demos": [demos], "sft": [sft / "final"], "rl": [rl / "final"],
+    outputs = {"data": [pool], "answers": [self_answers] if s.self_answers and not s.answers else [],
+               "demos": [demos], "sft": [sft / "final"], "rl": [rl / "final"],
                **{k: [out / "eval" / v / "report.json"] for k, v in EVAL_STAGES.items()},
                "summary": [out / "summary.md", out / "summary.json"]}
     unknown = sorted((set(commands) | set(extra)) - set(STAGES))
@@ -307,6 +323,11 @@ def sizes_from(sets: dict[str, str]) -> Sizes:
         if k not in fields:
             raise SystemExit(f"--set: unknown size {k!r}; known: {sorted(fields)}")
         typ = type(getattr(Sizes(), k))
+        if typ is bool:
+            if v.lower() not in ("true", "false", "1", "0"):
+                raise SystemExit(f"--set {k}={v}: expected true or false")
+            vals[k] = v.lower() in ("true", "1")
+            continue
         vals[k] = None if v.lower() in ("null", "none") else (typ(v) if typ in (int, float) else v)
     return Sizes(**vals)
 

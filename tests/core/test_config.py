@@ -100,3 +100,20 @@ def test_grad_accum_is_ceil_so_micro_batches_never_exceed_the_size(micro, expect
     assert cfg.data.prompts_per_iter * cfg.rollout.n_samples == 72
     assert cfg.grad_accum == expected
     assert -(-18 // expected) <= min(micro, 18)
+
+
+def test_data_types_filters_the_prompts_and_names_unknown_types(tmp_path):
+    from ascl_ray.data.synthetic import synthetic_prompts, write_jsonl
+    from ascl_ray.runtime import load_prompts
+
+    path = tmp_path / "p.jsonl"
+    write_jsonl(synthetic_prompts(n_math=8), str(path))
+    train, ev = load_prompts(compose(["data.source=jsonl", f"data.path={path}", "data.types=[benign_sensitive]"]))
+    assert train and {r.prompt_type for r in train + ev} == {"benign_sensitive"}
+    every, _ = load_prompts(compose(["data.source=jsonl", f"data.path={path}"]))
+    assert {r.prompt_type for r in every} > {"benign_sensitive"}
+    with pytest.raises(ConfigError, match="data.types"):
+        compose(["data.types=[benign, math]"])
+    with pytest.raises(ValueError, match="no prompt of these types"):
+        write_jsonl([r for r in synthetic_prompts(n_math=4) if r.prompt_type == "math"], str(path))
+        load_prompts(compose(["data.source=jsonl", f"data.path={path}", "data.types=[harmful]"]))

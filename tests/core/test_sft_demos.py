@@ -228,3 +228,18 @@ def test_building_demos_loads_no_ray_vllm_deepspeed(tiny_model_path, tmp_path):
             "assert not heavy, heavy\n")
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_answers_read_from_cada_chains_lines(tmp_path):
+    """``ascl-ray cada-chains`` output (judge-accepted chains) is an answers file as it is: final_text, first wins."""
+    from ascl_ray.sft_demos import load_answers
+
+    p = tmp_path / "chains.jsonl"
+    p.write_text("\n".join(json.dumps(x) for x in [
+        {"prompt_id": "b1", "final_text": " Use `kill -9 PID`. ", "reward": 1.0, "sample": 0},
+        {"prompt_id": "b1", "final_text": "second chain", "reward": 1.0, "sample": 1},
+        {"prompt_id": "b2", "answer": "direct", "final_text": "ignored"}]) + "\n")
+    assert load_answers(str(p)) == {"b1": "Use `kill -9 PID`.", "b2": "direct"}
+    p.write_text(json.dumps({"prompt_id": "b3", "reward": 1.0}) + "\n")
+    with pytest.raises(ValueError, match=r"chains.jsonl:1: .*final_text"):
+        load_answers(str(p))

@@ -126,6 +126,18 @@ def test_real_commands_and_sizes(tmp_path):
     compose([a for a in sft[sft.index("sft") + 1:] if "=" in a and not a.startswith("-")])
     with pytest.raises(ValueError, match="unknown stage"):
         rp.build_stages(out, s, commands={"nope": ["true"]})
+    # the answers stage: the model's own judge-accepted answers to the benign look-alikes feed the demos
+    st = {x.name: x for x in rp.build_stages(out, rp.Sizes())}
+    ans = st["answers"].cmd
+    assert "cada-chains" in ans and "data.types=[benign_sensitive]" in ans and "method=plain" in ans
+    assert ans[ans.index("--out") + 1] == str(out / "answers.jsonl")
+    assert st["demos"].cmd[st["demos"].cmd.index("--answers") + 1] == str(out / "answers.jsonl")
+    cfg = compose([a for a in ans[ans.index("cada-chains") + 1:ans.index("--samples")]])
+    assert list(cfg.data.types) == ["benign_sensitive"]
+    off = {x.name: x for x in rp.build_stages(out, rp.sizes_from({"self_answers": "false"}))}
+    assert "cada-chains" not in off["answers"].cmd and "--answers" not in off["demos"].cmd
+    with pytest.raises(SystemExit):
+        rp.sizes_from({"self_answers": "maybe"})
 
 
 def _report(out_dir: Path, safe: list[bool], refuse: list[bool], correct: list[bool], consult: float):
