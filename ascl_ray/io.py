@@ -1,7 +1,8 @@
-"""Small file-system helpers shared by every writer of model folders."""
+"""Small file helpers: atomic model folders, and JSON-lines reading with errors that name the file and line."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -25,3 +26,19 @@ def atomic_directory(out_dir: Union[str, Path]) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def json_objects(path: Union[str, Path]) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for every non-blank line of a JSON-lines file; a line that is not a JSON object
+    raises ValueError naming ``path:line``."""
+    with open(path) as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+            if not isinstance(obj, dict):
+                raise ValueError(f"{path}:{lineno}: expected a JSON object")
+            yield lineno, obj

@@ -39,6 +39,7 @@ from typing import Any, Optional, Sequence
 
 from ascl_ray.batch import PromptRow
 from ascl_ray.data.synthetic import Demo, read_prompts_jsonl
+from ascl_ray.io import json_objects
 
 DEFAULT_BENIGN_CONSULT_RATE = 0.25
 DEMO_TYPES = ("harmful", "benign_sensitive", "math", "gray_zone")
@@ -138,20 +139,12 @@ def load_answers(path: str) -> dict[str, str]:
     ``ascl-ray cada-chains`` (judge-accepted self-generated chains) are read as they are: their ``final_text``
     is the answer, the first accepted chain of a prompt wins."""
     out: dict[str, str] = {}
-    with open(path) as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-            pid, ans = (obj.get("prompt_id"), obj.get("answer", obj.get("final_text"))) if isinstance(obj, dict) \
-                else (None, None)
-            if not isinstance(pid, str) or not isinstance(ans, str) or not ans.strip():
-                raise ValueError(f"{path}:{lineno}: expected {{\"prompt_id\": str, \"answer\" (or cada-chains' "
-                                 f"\"final_text\"): non-empty str}}")
-            out.setdefault(pid, ans.strip())
+    for lineno, obj in json_objects(path):
+        pid, ans = obj.get("prompt_id"), obj.get("answer", obj.get("final_text"))
+        if not isinstance(pid, str) or not isinstance(ans, str) or not ans.strip():
+            raise ValueError(f"{path}:{lineno}: expected {{\"prompt_id\": str, \"answer\" (or cada-chains' "
+                             f"\"final_text\"): non-empty str}}")
+        out.setdefault(pid, ans.strip())
     return out
 
 
