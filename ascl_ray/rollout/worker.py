@@ -41,7 +41,8 @@ class RolloutWorker:
         self.ctx = build_context(method_cfg, tokenizer=self.tok)
         self.engine = make_engine(rcfg.engine, model_path, dtype=rcfg.dtype, max_model_len=rcfg.max_model_len,
                                   enforce_eager=rcfg.enforce_eager, seed=seed, kv_cache_gib=rcfg.kv_cache_gib,
-                                  block_size=rcfg.block_size, tensor_parallel_size=rcfg.tensor_parallel_size)
+                                  gpu_memory_utilization=rcfg.gpu_memory_utilization, block_size=rcfg.block_size,
+                                  tensor_parallel_size=rcfg.tensor_parallel_size)
 
     def ready(self) -> bool:
         return True

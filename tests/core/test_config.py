@@ -41,6 +41,8 @@ def test_groups_switch(group, option, key, value):
     ("learner.num_actors=two", "learner.num_actors"),
     ("rollout.block_size=20", "rollout.block_size"),
     ("rollout.block_size=0", "rollout.block_size"),
+    ("rollout.gpu_memory_utilization=1.5", "rollout.gpu_memory_utilization"),
+    ("rollout.gpu_memory_utilization=0", "rollout.gpu_memory_utilization"),
 ])
 def test_bad_values_name_the_key(override, key):
     with pytest.raises(ConfigError) as e:

@@ -39,6 +39,7 @@ def test_recipe_composes_and_validates(name, form):
     assert check_batch_rules(cfg.data.prompts_per_iter, cfg.rollout.n_samples, cfg.learner.num_actors,
                              cfg.learner.num_mini_batches) is None
     assert (CONF_DIR / "model" / f"{name}.yaml").is_file() and (CONF_DIR / "experiment" / f"{name}.yaml").is_file()
+    assert cfg.rollout.gpu_memory_utilization == 0.85     # engines hold GPUs of their own in these plans
 
 
 def test_r1_recipe_shape():
