@@ -110,11 +110,7 @@ def dry_run(overrides: list[str], shape: Optional[str] = None) -> int:
     from ascl_ray.dry_run import report
 
     cfg = compose(overrides)
-    if shape is not None:
-        from ascl_ray.placement import parse_shape
-
-        parse_shape(shape)      # ValueError naming the expected form
-    text, error = report(cfg, shape)
+    text, error = report(cfg, shape)   # a malformed shape raises ValueError naming the expected form
     print(text)
     if error:
         print(f"error: {error}", file=sys.stderr)

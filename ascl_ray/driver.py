@@ -282,11 +282,15 @@ class Trainer:
         self.tracker.log(metrics, step=it, batch=batch_record(rollouts))
         return metrics
 
+    def _gen_seed(self, it: int, refill_round: int = 0) -> int:
+        """The sampling seed of iteration ``it``'s generation (``refill_round`` > 0: a dynamic-sampling refill)."""
+        return self.cfg.trainer.seed * 100_003 + it + 7919 * refill_round
+
     # ------------------------------------------------------------------ overlap (ascl_ray/overlap.py)
     def _launch(self, it: int) -> dict:
         """Draw batch ``it``'s prompts and start its generation with the engines' current weights."""
         rows, gids = self.sampler.next_batch()
-        handle = self.rollout.generate_async(rows, gids, seed=self.cfg.trainer.seed * 100_003 + it)
+        handle = self.rollout.generate_async(rows, gids, seed=self._gen_seed(it))
         return {"it": it, "version": self.schedule.engine_version, "handle": handle}
 
     def _collect_ahead(self) -> None:
@@ -305,7 +309,7 @@ class Trainer:
             return ahead["rollouts"], int(ahead["version"])
         rows, gids = self.sampler.next_batch()
         version = self.schedule.engine_version
-        return self.rollout.generate(rows, gids, seed=self.cfg.trainer.seed * 100_003 + it), version
+        return self.rollout.generate(rows, gids, seed=self._gen_seed(it)), version
 
     def _dynamic_sampling(self, rollouts: list[Rollout], it: int, timer: Any) -> tuple[list[Rollout], dict]:
         """DAPO: drop groups whose rewards are all equal; refill with fresh groups (up to
@@ -329,7 +333,7 @@ class Trainer:
             rounds += 1
             rows, gids = self.sampler.next_batch()
             with timer("rollout"):
-                rollouts = self.rollout.generate(rows, gids, seed=self.cfg.trainer.seed * 100_003 + it + 7919 * rounds)
+                rollouts = self.rollout.generate(rows, gids, seed=self._gen_seed(it, rounds))
             with timer("reward"):
                 score(self.pool, rollouts)
         groups = list(kept.values())[:want]

@@ -29,29 +29,33 @@ def actor_errors() -> tuple:
 def group_actors(stack: Any) -> list[tuple[str, Any]]:
     """(name, actor handle) of every learner rank and rollout engine of ``stack`` (the reward pool replaces its
     own dead actors)."""
-    out: list[tuple[str, Any]] = []
-    for group, attr in (("learner", "actors"), ("rollout", "workers")):
-        part = getattr(stack, "learners" if group == "learner" else "rollout", None) if stack is not None else None
-        for i, a in enumerate(getattr(part, attr, None) or []):
-            out.append((f"{group} {i}", a))
-    return out
+    if stack is None:
+        return []
+    groups = (("learner", getattr(getattr(stack, "learners", None), "actors", None)),
+              ("rollout", getattr(getattr(stack, "rollout", None), "workers", None)))
+    return [(f"{name} {i}", a) for name, actors in groups for i, a in enumerate(actors or [])]
 
 
 def dead_actors(actors: Iterable[tuple[str, Any]], timeout_s: float = 30.0) -> list[str]:
-    """Names of the actors that do not answer a no-op call because they died. One that is only busy (the
-    call times out) is not counted: its death cannot be told from a long call."""
+    """Names of the actors that do not answer a no-op call because they died. One that is only busy (no answer
+    within ``timeout_s``, one deadline for all of them) is not counted: its death cannot be told from a long
+    call."""
     import ray
 
-    named = list(actors)
-    refs = [(name, a.__ray_ready__.remote()) for name, a in named]
+    named = [(name, a.__ray_ready__.remote()) for name, a in actors]
+    if not named:
+        return []
+    ready, _ = ray.wait([ref for _, ref in named], num_returns=len(named), timeout=timeout_s)
+    done = set(ready)
     dead = []
-    for name, ref in refs:
+    for name, ref in named:
+        if ref not in done:
+            log.warning("%s did not answer within %.0f s (busy?); not counted as dead", name, timeout_s)
+            continue
         try:
-            ray.get(ref, timeout=timeout_s)
+            ray.get(ref)
         except actor_errors():
             dead.append(name)
-        except ray.exceptions.GetTimeoutError:
-            log.warning("%s did not answer within %.0f s (busy?); not counted as dead", name, timeout_s)
     return dead
 
 
