@@ -68,6 +68,23 @@ def masked_nll_sum(model: Any, input_ids: torch.Tensor, attention_mask: torch.Te
     return -(lp * m).sum(), m.sum()
 
 
+def skip_shm_comm_op() -> None:
+    """Keep DeepSpeed from JIT-building its shared-memory all-reduce op when the comm backend starts.
+
+    DeepSpeed's torch backend builds ``deepspeed_shm_comm`` (a C++ extension, through torch's
+    ``cpp_extension.load``) in ``TorchBackend.__init__`` on CPU. Only ``inference_all_reduce`` (tensor-
+    parallel inference) uses it, never ZeRO-3 training. The build, even a no-op rebuild, takes torch's
+    ``FileBaton`` lock file in the torch-extensions folder (``~/.cache/torch_extensions``, shared by every
+    checkout on the machine); a process killed while it holds the lock (an OOM kill, ``kill -9``) leaves the
+    file behind, and every later learner then waits on it forever (seen: a whole test run hung at the first
+    learner). The learners never call the op, so they skip the build."""
+    import importlib
+
+    # by module path: the attribute ``deepspeed.comm.torch`` is PyTorch itself (``from .comm import *``)
+    backend = importlib.import_module("deepspeed.comm.torch")
+    backend.build_shm_op = lambda: None
+
+
 class Policy:
     def __init__(self, model_path: str, lcfg: "LearnerCfg", acfg: "AlgorithmCfg", rank: int, world_size: int, grad_accum: int):
         import deepspeed
@@ -76,6 +93,7 @@ class Policy:
 
         self.rank, self.world_size, self.lcfg, self.acfg = rank, world_size, lcfg, acfg
         self.model_path = model_path
+        skip_shm_comm_op()
         deepspeed.init_distributed(dist_backend=lcfg.backend)
         dtype = torch.bfloat16 if lcfg.dtype == "bfloat16" else torch.float32
         self.ds_cfg = ds_config(lcfg, world_size, grad_accum)
