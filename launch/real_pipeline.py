@@ -87,6 +87,10 @@ class Sizes:
     # ranks on this 2-core machine (make bench-trl, "1 learner rank"; no gloo collectives between ranks)
     learner_ranks: int = 1
     learner_threads: int = field(default_factory=lambda: os.cpu_count() or 1)
+    # rows per forward: the pool's long prompts (~1,100-1,300 tokens) times SmolLM2's 49,152-word vocabulary make
+    # ~250 MB of fp32 logits per row, several copies kept for backward; at the preset's 16 rows the SFT learner
+    # reached 16-18 GB and Ray's memory monitor killed it (measured twice on this 24 GiB machine)
+    learner_micro_batch: int = 2
     # eval (every stage the same: seeded subsample of eval_limit prompts per benchmark)
     eval_limit: int = 30
     eval_seed: int = 0
@@ -138,7 +142,8 @@ def build_stages(out: Path, s: Sizes, commands: Optional[dict[str, list[str]]] =
         "sft": _py("-m", "ascl_ray.cli", "sft", f"model={s.model}", "method=ascl", "--data", str(demos),
                    "--out", str(sft), "--epochs", str(s.sft_epochs), "--batch-size", str(s.sft_batch_size),
                    "--seed", str(s.seed), f"learner.lr={s.sft_lr}", f"trainer.seed={s.seed}",
-                   f"learner.num_actors={s.learner_ranks}", f"learner.torch_threads={s.learner_threads}"),
+                   f"learner.num_actors={s.learner_ranks}", f"learner.torch_threads={s.learner_threads}",
+                   f"learner.micro_batch_size={s.learner_micro_batch}"),
         "eval_sft": _eval_cmd(out, s, "sft", sft / "final"),
         "rl": _py("-m", "ascl_ray.cli", "train", f"model={s.model}", f"model.path={sft / 'final'}",
                   "model.build_tiny=false", "method=ascl", "algorithm=ifpo", "data.source=jsonl",
@@ -147,7 +152,8 @@ def build_stages(out: Path, s: Sizes, commands: Optional[dict[str, list[str]]] =
                   f"data.prompts_per_iter={s.rl_prompts_per_iter}", f"rollout.n_samples={s.rl_samples}",
                   f"rollout.max_new_tokens={s.rl_max_new_tokens}", f"rollout.max_model_len={s.rl_max_model_len}",
                   f"learner.lr={s.rl_lr}", "learner.epochs=1", "learner.num_mini_batches=1",
-                  f"learner.num_actors={s.learner_ranks}", f"learner.torch_threads={s.learner_threads}"),
+                  f"learner.num_actors={s.learner_ranks}", f"learner.torch_threads={s.learner_threads}",
+                  f"learner.micro_batch_size={s.learner_micro_batch}"),
         "eval_rl": _eval_cmd(out, s, "rl", rl / "final"),
     }
     outputs = {"data": [pool], "answers": [self_answers] if s.self_answers and not s.answers else [],

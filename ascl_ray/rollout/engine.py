@@ -177,10 +177,22 @@ class VLLMEngine:
 
     def load_weights(self, payload: bytes) -> str:
         digests = self.llm.collective_rpc("ascl_load_weights", args=(payload,))
+        self._drop_stale_kv()
         return digests[0]
 
     def load_weights_from_path(self, path: str) -> str:
-        return self.llm.collective_rpc("ascl_load_weights_from_path", args=(path,))[0]
+        digest = self.llm.collective_rpc("ascl_load_weights_from_path", args=(path,))[0]
+        self._drop_stale_kv()
+        return digest
+
+    def _drop_stale_kv(self) -> None:
+        """After new weights: forget every cached prefix block. Prefix caching keeps the KV of full prompt
+        blocks (the system prompt, a group's shared prompt) across requests; without this, generations after a
+        sync read keys and values computed by the old weights, which no prompt log-prob probe sees (measured on
+        the tiny model: 3.8 nats off; tests/e2e/test_engine_prefix_cache.py)."""
+        if not self.llm.reset_prefix_cache():
+            raise RuntimeError("rollout engine: the prefix cache could not be reset after a weight load (requests "
+                               "still running?): generations would reuse KV computed with the old weights")
 
     def weight_group_init(self, addr: str, port: int, rank: int, world_size: int, backend: str,
                           timeout_s: float) -> bool:
@@ -188,7 +200,9 @@ class VLLMEngine:
                                                                        timeout_s))[0]
 
     def receive_weights(self, version: int) -> str:
-        return self.llm.collective_rpc("ascl_receive_weights", args=(version,))[0]
+        digest = self.llm.collective_rpc("ascl_receive_weights", args=(version,))[0]
+        self._drop_stale_kv()
+        return digest
 
 
 ENGINES = {"vllm": VLLMEngine}
