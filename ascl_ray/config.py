@@ -169,7 +169,13 @@ class TrainerCfg:
     resume: str = "auto"                    # auto (newest complete checkpoint in out_dir, if any) | never | PATH
     max_failures: int = 3                   # actor deaths survived per run (rebuild + reload the last checkpoint)
     verify_sync: bool = True
-    sync_tol: float = 1e-3                  # max |logprob| diff learner vs engine after a sync
+    sync_tol: float = 1e-3                  # max |logprob| diff learner vs engine after a sync (exact check)
+    # auto | exact | calibrated (ascl_ray/sync/verify.py): auto = exact for float32 on both sides on CPU (gloo),
+    # else calibrated: the floor d0 measured at the first check (same weights on both sides) must be <=
+    # sync_tol_max, later checks <= max(sync_tol, sync_tol_factor * d0), and an engine must move when the learner does
+    sync_verify: str = "auto"
+    sync_tol_factor: float = 3.0
+    sync_tol_max: float = 1.0
     sync_channel: str = "collective"        # collective | object_store | shm
     sync_backend: str = "auto"              # collective channel: auto (nccl with CUDA, else gloo) | gloo | nccl
     eval_every: int = 0
@@ -310,6 +316,12 @@ class TrainConfig:
             except ValueError as e:
                 raise ConfigError(f"cluster.shape: {e}") from None
         _check(t.sync_tol > 0, "trainer.sync_tol", f"must be > 0, got {t.sync_tol}")
+        from ascl_ray.sync.verify import MODES as _verify_modes
+
+        _check(t.sync_verify in _verify_modes, "trainer.sync_verify",
+               f"unknown mode {t.sync_verify!r}; known: {list(_verify_modes)}")
+        _check(t.sync_tol_factor >= 1, "trainer.sync_tol_factor", f"must be >= 1, got {t.sync_tol_factor}")
+        _check(t.sync_tol_max > 0, "trainer.sync_tol_max", f"must be > 0, got {t.sync_tol_max}")
         _check(t.save_every >= 0, "trainer.save_every", f"must be >= 0, got {t.save_every}")
         _check(t.keep_checkpoints >= 1, "trainer.keep_checkpoints", f"must be >= 1, got {t.keep_checkpoints}")
         _check(t.max_failures >= 0, "trainer.max_failures", f"must be >= 0, got {t.max_failures}")

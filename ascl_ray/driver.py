@@ -24,6 +24,7 @@ from ascl_ray.data.sampler import PromptSampler
 from ascl_ray.failures import actor_errors, dead_actors, group_actors, is_actor_failure  # noqa: F401  (actor_errors re-exported)
 from ascl_ray.metrics import group_metrics
 from ascl_ray.runtime import ensure_model, load_prompts, score, start_ray  # noqa: F401  (re-exported)
+from ascl_ray.sync.verify import ProbeVerifier, resolve_mode
 
 log = logging.getLogger("ascl_ray")
 
@@ -104,6 +105,9 @@ class Trainer:
         self.tok = AutoTokenizer.from_pretrained(self.model_path)
         ctx = build_context(cfg.method, tokenizer=self.tok)
         self.probes = probe_sequences(self.tok, self.train_rows, ctx.system_text)
+        t, r, lc = cfg.trainer, cfg.rollout, cfg.learner
+        self.verifier = ProbeVerifier(resolve_mode(t.sync_verify, r.dtype, lc.dtype, lc.backend), t.sync_tol,
+                                      t.sync_tol_factor, t.sync_tol_max)
         self.stack: Any = None
         self.tracker: Any = None
         self.sampler = PromptSampler(self.train_rows, cfg.data.prompts_per_iter, cfg.trainer.seed)
@@ -150,12 +154,13 @@ class Trainer:
                                wandb_id=(state or {}).get("wandb_id"))
         return self
 
-    def _verify(self) -> float:
-        from ascl_ray.sync.channels import verify_sync
+    def _verify(self) -> dict[str, float]:
+        """The probe check of ``ascl_ray.sync.verify`` (its metrics), or nothing with verify_sync off."""
+        from ascl_ray.sync.channels import probe
 
         if not self.cfg.trainer.verify_sync:
-            return 0.0
-        return verify_sync(self.learners, self.rollout, self.probes, self.cfg.trainer.sync_tol)
+            return {}
+        return self.verifier.check(*probe(self.learners, self.rollout, self.probes))
 
     # ------------------------------------------------------------------ checkpoints, resume, failures
     def save_checkpoint(self, iteration: int) -> str:
@@ -260,8 +265,7 @@ class Trainer:
             with timer("sync"):
                 rep = self.sync.push(self.learners, self.rollout)
                 self.schedule.synced(it + 1)
-                if cfg.trainer.verify_sync:
-                    metrics["sync/max_logprob_diff"] = self._verify()
+                metrics.update(self._verify())
         metrics["overlap/synced"] = float(rep is not None)
         metrics["overlap/engine_version"] = float(self.schedule.engine_version)
         step = time.perf_counter() - t_it

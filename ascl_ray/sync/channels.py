@@ -30,8 +30,7 @@ from ascl_ray.registry import Registry
 SYNC_CHANNELS = Registry("weight sync channel", point="sync_channel")
 
 
-class WeightSyncError(RuntimeError):
-    pass
+from ascl_ray.sync.verify import ProbeVerifier, WeightSyncError  # noqa: F401  (WeightSyncError: re-exported)
 
 
 @dataclass
@@ -163,25 +162,19 @@ def _check_digests(expected: str, got: list[str]) -> None:
                               f"from the learner's ({expected[:12]}...)")
 
 
-def verify_sync(learners: Any, rollout: Any, probe_seqs: list[list[int]], tol: float) -> float:
-    """Max |log-prob| difference between learner and every engine on the probe sequences;
-    raises WeightSyncError above ``tol``. The learner's and the engines' forwards run at the same time
-    (different actors): the check costs the slower of the two, not their sum."""
+def probe(learners: Any, rollout: Any, probe_seqs: list[list[int]]) -> tuple[list, list]:
+    """(the learner's log-probs per probe, the same per rollout worker). The learner's and the engines'
+    forwards run at the same time (different actors): the probe costs the slower of the two, not their sum."""
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(1) as ex:
         learner_side = ex.submit(learners.probe_logprobs, probe_seqs)
         engines = rollout.prompt_logprobs(probe_seqs)
         ref = learner_side.result()
-    worst = 0.0
-    for w, per_worker in enumerate(engines):
-        for s, (a, b) in enumerate(zip(ref, per_worker)):
-            if len(a) != len(b):
-                raise WeightSyncError(f"weight sync verify: worker {w} probe {s}: {len(b)} log-probs, learner {len(a)}")
-            d = max((abs(x - y) for x, y in zip(a, b)), default=0.0)
-            worst = max(worst, d)
-            if d > tol:
-                raise WeightSyncError(
-                    f"weight sync verify failed: rollout worker {w}, probe {s}: max |logprob diff| {d:.3g} > "
-                    f"trainer.sync_tol={tol:g}. The engine is not running the learner's weights.")
-    return worst
+    return ref, engines
+
+
+def verify_sync(learners: Any, rollout: Any, probe_seqs: list[list[int]], tol: float) -> float:
+    """Max |log-prob| difference between learner and every engine on the probe sequences; raises
+    WeightSyncError above ``tol`` (the ``exact`` check of ``ascl_ray.sync.verify``, one shot)."""
+    return ProbeVerifier("exact", tol).check(*probe(learners, rollout, probe_seqs))["sync/max_logprob_diff"]
