@@ -47,3 +47,37 @@ def tiny_tokenizer(tiny_model_path):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(tiny_model_path)
+
+
+@pytest.fixture(scope="session")
+def open_stack(tiny_model_path, tiny_tokenizer):
+    """``with open_stack(overrides, namespace) as s:`` a real Ray + vLLM + DeepSpeed ZeRO-3 stack of the tiny
+    model (learners and rollout workers, no reward pool, no sync channel), built by the runtime every entry
+    point uses. ``s``: cfg, learners, rollout, rows (train prompts), probes (the sync probe sequences), tok."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def _open(overrides: list[str], namespace: str):
+        import ray
+
+        from ascl_ray.cli import compose
+        from ascl_ray.driver import load_prompts, probe_sequences
+        from ascl_ray.rollout.method import build_context
+        from ascl_ray.runtime import build_stack
+
+        cfg = compose([f"model.path={tiny_model_path}", *overrides])
+        ray.init(num_cpus=2, include_dashboard=False, namespace=namespace,
+                 runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1"}})
+        try:
+            rt = build_stack(cfg, tiny_model_path, reward=False, sync=False, seed=0)
+            try:
+                rows, _ = load_prompts(cfg)
+                ctx = build_context(cfg.method, tokenizer=tiny_tokenizer)
+                yield dict(cfg=cfg, learners=rt.learners, rollout=rt.rollout, rows=rows,
+                           probes=probe_sequences(tiny_tokenizer, rows, ctx.system_text), tok=tiny_tokenizer)
+            finally:
+                rt.close()
+        finally:
+            ray.shutdown()
+
+    return _open

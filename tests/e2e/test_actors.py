@@ -13,26 +13,10 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def stack(tiny_model_path, tiny_tokenizer):
-    import ray
-
-    from ascl_ray.cli import compose
-    from ascl_ray.driver import load_prompts, probe_sequences
-    from ascl_ray.rollout.method import build_context
-    from ascl_ray.runtime import build_stack
-
+def stack(open_stack):
     # kl_coef > 0: the learner group also holds a frozen ZeRO-3 reference model (KL path exercised)
-    cfg = compose([f"model.path={tiny_model_path}", "rollout.n_samples=4", "algorithm.kl_coef=0.001"])
-    ray.init(num_cpus=2, include_dashboard=False, namespace="ascl-test-actors",
-             runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1"}})
-    rt = build_stack(cfg, tiny_model_path, reward=False, sync=False, seed=0)   # the runtime every entry point uses
-    learners, rollout = rt.learners, rt.rollout
-    train_rows, _ = load_prompts(cfg)
-    ctx = build_context(cfg.method, tokenizer=tiny_tokenizer)
-    probes = probe_sequences(tiny_tokenizer, train_rows, ctx.system_text)
-    yield dict(cfg=cfg, learners=learners, rollout=rollout, rows=train_rows, probes=probes, tok=tiny_tokenizer)
-    rt.close()
-    ray.shutdown()
+    with open_stack(["rollout.n_samples=4", "algorithm.kl_coef=0.001"], "ascl-test-actors") as s:
+        yield s
 
 
 def test_engine_starts_from_learner_weights(stack):

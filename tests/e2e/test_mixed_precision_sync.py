@@ -14,23 +14,9 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def stack(tiny_model_path, tiny_tokenizer):
-    import ray
-
-    from ascl_ray.cli import compose
-    from ascl_ray.driver import load_prompts, probe_sequences
-    from ascl_ray.rollout.method import build_context
-    from ascl_ray.runtime import build_stack
-
-    cfg = compose([f"model.path={tiny_model_path}", "rollout.n_samples=4", "rollout.dtype=bfloat16"])
-    ray.init(num_cpus=2, include_dashboard=False, namespace="ascl-test-mixed",
-             runtime_env={"env_vars": {"HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1"}})
-    rt = build_stack(cfg, tiny_model_path, reward=False, sync=False, seed=0)
-    rows, _ = load_prompts(cfg)
-    probes = probe_sequences(tiny_tokenizer, rows, build_context(cfg.method, tokenizer=tiny_tokenizer).system_text)
-    yield dict(cfg=cfg, learners=rt.learners, rollout=rt.rollout, rows=rows, probes=probes)
-    rt.close()
-    ray.shutdown()
+def stack(open_stack):
+    with open_stack(["rollout.n_samples=4", "rollout.dtype=bfloat16"], "ascl-test-mixed") as s:
+        yield s
 
 
 def _train_once(stack, seed: int) -> None:
