@@ -172,9 +172,9 @@ class TrainerCfg:
     sync_tol: float = 1e-3                  # max |logprob| diff learner vs engine after a sync (exact check)
     # auto | exact | calibrated (ascl_ray/sync/verify.py): auto = exact for float32 on both sides on CPU (gloo),
     # else calibrated: the floor d0 measured at the first check (same weights on both sides) must be <=
-    # sync_tol_max, later checks <= max(sync_tol, sync_tol_factor * d0), and an engine must move when the learner does
+    # sync_tol_max, later checks <= max(sync_tol, sync_tol_factor * d0) (10), and an engine must move when the learner does
     sync_verify: str = "auto"
-    sync_tol_factor: float = 3.0
+    sync_tol_factor: float = 10.0
     sync_tol_max: float = 1.0
     sync_channel: str = "collective"        # collective | object_store | shm
     sync_backend: str = "auto"              # collective channel: auto (nccl with CUDA, else gloo) | gloo | nccl
