@@ -126,6 +126,8 @@ def build_stages(out: Path, s: Sizes, commands: Optional[dict[str, list[str]]] =
     pool, demos, sft, rl = out / "pool.jsonl", out / "demos.jsonl", out / "sft", out / "rl"
     self_answers = out / "answers.jsonl"
     answers = s.answers or (str(self_answers) if s.self_answers else None)
+    learner = [f"learner.num_actors={s.learner_ranks}", f"learner.torch_threads={s.learner_threads}",
+               f"learner.micro_batch_size={s.learner_micro_batch}"]     # the SFT and the RL learners alike
     cmds = {
         "data": _py("-m", "ascl_ray.data.pool", "--out", str(pool), "--seed", str(s.seed)),
         "answers": (_py("-m", "ascl_ray.cli", "cada-chains", f"model={s.model}", "method=plain", "data.source=jsonl",
@@ -142,8 +144,7 @@ def build_stages(out: Path, s: Sizes, commands: Optional[dict[str, list[str]]] =
         "sft": _py("-m", "ascl_ray.cli", "sft", f"model={s.model}", "method=ascl", "--data", str(demos),
                    "--out", str(sft), "--epochs", str(s.sft_epochs), "--batch-size", str(s.sft_batch_size),
                    "--seed", str(s.seed), f"learner.lr={s.sft_lr}", f"trainer.seed={s.seed}",
-                   f"learner.num_actors={s.learner_ranks}", f"learner.torch_threads={s.learner_threads}",
-                   f"learner.micro_batch_size={s.learner_micro_batch}"),
+                   *learner),
         "eval_sft": _eval_cmd(out, s, "sft", sft / "final"),
         "rl": _py("-m", "ascl_ray.cli", "train", f"model={s.model}", f"model.path={sft / 'final'}",
                   "model.build_tiny=false", "method=ascl", "algorithm=ifpo", "data.source=jsonl",
@@ -152,8 +153,7 @@ def build_stages(out: Path, s: Sizes, commands: Optional[dict[str, list[str]]] =
                   f"data.prompts_per_iter={s.rl_prompts_per_iter}", f"rollout.n_samples={s.rl_samples}",
                   f"rollout.max_new_tokens={s.rl_max_new_tokens}", f"rollout.max_model_len={s.rl_max_model_len}",
                   f"learner.lr={s.rl_lr}", "learner.epochs=1", "learner.num_mini_batches=1",
-                  f"learner.num_actors={s.learner_ranks}", f"learner.torch_threads={s.learner_threads}",
-                  f"learner.micro_batch_size={s.learner_micro_batch}"),
+                  *learner),
         "eval_rl": _eval_cmd(out, s, "rl", rl / "final"),
     }
     outputs = {"data": [pool], "answers": [self_answers] if s.self_answers and not s.answers else [],

@@ -25,12 +25,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ascl_ray.registry import Registry
+from ascl_ray.sync.verify import ProbeVerifier, WeightSyncError  # noqa: F401  (WeightSyncError: re-exported)
 
 # a sync channel: a class built with ``(backend=...)`` and ``push(learners, rollout) -> SyncReport``, ``close()``
 SYNC_CHANNELS = Registry("weight sync channel", point="sync_channel")
-
-
-from ascl_ray.sync.verify import ProbeVerifier, WeightSyncError  # noqa: F401  (WeightSyncError: re-exported)
 
 
 @dataclass
