@@ -104,9 +104,14 @@ def abba(runs_per_arm: int, first: str = A, second: str = B, *more: str) -> list
     return out
 
 
-def one_rank_variant(cores: Optional[int] = None) -> list[str]:
-    """ascl-ray with one learner rank using every core (no ZeRO-3 collectives between ranks on one machine)."""
-    return ["learner.num_actors=1", f"learner.torch_threads={cores or os.cpu_count() or 1}"]
+def one_machine_variant(bf16: Optional[bool] = None) -> list[str]:
+    """ascl-ray as a one-machine user runs it (README "One machine"): the ``cpu_single`` learner preset (one rank
+    on every core, no ZeRO partitioning) and, where the CPU computes bf16 natively, a bf16 rollout engine
+    (calibrated sync verification, truncated IS on the mismatch)."""
+    from ascl_ray.resources import cpu_has_bf16
+
+    bf16 = cpu_has_bf16() if bf16 is None else bf16
+    return ["learner=cpu_single", *(["rollout.dtype=bfloat16"] if bf16 else [])]
 
 
 def variant_rows(name: str, v: dict, b: dict, label: str) -> list[dict]:
@@ -465,11 +470,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--timeout", type=float, default=7200.0, help="seconds per run")
     p.add_argument("--variant", action="append", default=None, metavar="NAME=OVERRIDES",
                    help="an extra ascl-ray arm: a name and space-separated overrides (repeatable); default: "
-                        "'1 learner rank' (learner.num_actors=1 learner.torch_threads=<cores>); --variant none: no extra arm")
+                        "'one machine' (learner=cpu_single, plus rollout.dtype=bfloat16 where the CPU has bf16); "
+                        "--variant none: no extra arm")
     p.add_argument("overrides", nargs="*", help="extra ascl-ray hydra overrides (the TRL arm follows them)")
     a = p.parse_args(argv)
     if a.variant is None:
-        variants = {"1 learner rank": one_rank_variant()}
+        variants = {"one machine": one_machine_variant()}
     else:
         variants = {}
         for v in a.variant:

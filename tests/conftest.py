@@ -31,6 +31,44 @@ def logprob_gap():
     return max_model_token_logprob_gap
 
 
+def synthetic_rollouts(tok, seed: int, n: int = 8):
+    """``n`` rollouts for a learner without an engine (``n`` divides over 2 ranks): prompt + response token
+    ids with a tool-like masked span, made-up rollout log-probs and +-1 advantages."""
+    import random
+
+    from ascl_ray.batch import PromptRow, Rollout
+
+    rng = random.Random(seed)
+    words = ["rules", "policy", "answer", "refuse", "comply", "four", "the", "is", "tool", "check"]
+    out = []
+    for i in range(n):
+        prompt = tok.encode(f"Question {seed}-{i}: is it allowed?")
+        resp = tok.encode(" " + " ".join(rng.choice(words) for _ in range(6 + i % 3)))
+        mask = [1] * len(resp)
+        mask[2:4] = [0, 0]
+        out.append(Rollout(group_id=i // 4, prompt=PromptRow(f"p{seed}-{i}", "is it allowed?", "harmful"),
+                           prompt_ids=prompt, response_ids=resp, loss_mask=mask,
+                           rollout_logprobs=[-2.0 * m for m in mask], advantage=1.0 if i % 2 else -1.0))
+    return out
+
+
+def max_nested_diff(a, b) -> float:
+    """Largest |x - y| over two equally shaped lists of lists (e.g. probe log-probs of two learners)."""
+    return max(abs(x - y) for u, v in zip(a, b, strict=True) for x, y in zip(u, v, strict=True))
+
+
+@pytest.fixture(scope="session")
+def rollouts_for_learner():
+    """``synthetic_rollouts`` for tests (conftest is not importable as a module)."""
+    return synthetic_rollouts
+
+
+@pytest.fixture(scope="session")
+def nested_diff():
+    """``max_nested_diff`` for tests."""
+    return max_nested_diff
+
+
 @pytest.fixture(scope="session")
 def tiny_model_path() -> str:
     """The embedded default model (artifacts/tiny-model), built once with the default config;

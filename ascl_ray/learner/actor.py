@@ -34,11 +34,12 @@ class LearnerActor:
         from ascl_ray.resources import pin_to_cores
 
         pin_to_cores(lcfg.cpu_affinity)
+        threads = int(lcfg.torch_threads) or len(os.sched_getaffinity(0))   # 0: every core this rank may use
         os.environ.update(MASTER_ADDR=master_addr, MASTER_PORT=str(master_port), RANK=str(rank),
-                          WORLD_SIZE=str(world_size), LOCAL_RANK="0", OMP_NUM_THREADS=str(lcfg.torch_threads))
+                          WORLD_SIZE=str(world_size), LOCAL_RANK="0", OMP_NUM_THREADS=str(threads))
         import torch
 
-        torch.set_num_threads(int(lcfg.torch_threads))   # 1 per rank unless a rank has cores to itself
+        torch.set_num_threads(threads)   # 1 per rank unless a rank has cores to itself
         from ascl_ray.registry import import_plugins
 
         import_plugins(acfg.plugins)

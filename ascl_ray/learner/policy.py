@@ -18,17 +18,16 @@ from ascl_ray.config import AlgorithmCfg, LearnerCfg
 
 
 def ds_config(lcfg: "LearnerCfg", world_size: int, grad_accum: int, train: bool = True) -> dict:
-    """The DeepSpeed ZeRO-3 config of one learner group (typed ``learner`` config in, DeepSpeed's dict out)."""
+    """The DeepSpeed config of one learner group (typed ``learner`` config in, DeepSpeed's dict out): ZeRO stage
+    ``learner.zero_stage`` (3 by default)."""
+    zero: dict[str, Any] = {"stage": int(lcfg.zero_stage), "overlap_comm": False, "contiguous_gradients": True}
+    if lcfg.zero_stage == 3:
+        zero["stage3_param_persistence_threshold"] = lcfg.param_persistence_threshold
     cfg: dict[str, Any] = {
         "train_micro_batch_size_per_gpu": 1,
         "gradient_accumulation_steps": grad_accum,
         "train_batch_size": world_size * grad_accum,
-        "zero_optimization": {
-            "stage": 3,
-            "overlap_comm": False,
-            "contiguous_gradients": True,
-            "stage3_param_persistence_threshold": lcfg.param_persistence_threshold,
-        },
+        "zero_optimization": zero,
         "bf16": {"enabled": lcfg.dtype == "bfloat16"},
         "steps_per_print": 10**9,
         "wall_clock_breakdown": False,
@@ -111,6 +110,7 @@ class Policy:
             self.ref, _, _, _ = deepspeed.initialize(model=ref_model, config=ref_cfg)
             self.ref.eval()
         self.loss_fn = algo.get_policy_loss(acfg.policy_loss)
+        self._grad_norm = 0.0      # of the last optimizer step (see ``_step``)
 
     # ------------------------------------------------------------------ forward
     @torch.no_grad()
@@ -173,7 +173,7 @@ class Policy:
                 loss = loss + a.kl_coef * kl_term
                 lm["kl"] = float(kl_term.detach())
             self.engine.backward(loss)
-            self.engine.step()
+            self._step()
             lm["loss"] = float(loss.detach())
             lm["entropy_proxy"] = float(-(lp.detach() * m).sum() / m.sum().clamp(min=1))
             for k, v in lm.items():
@@ -185,8 +185,25 @@ class Policy:
                 seen[rows], batch.rollout_logprobs[rows], mask[rows]).items()}
         lr = self.engine.get_lr()
         metrics["train/lr"] = float(lr[0]) if lr else self.lcfg.lr
-        metrics["train/grad_norm"] = float(self.engine.get_global_grad_norm() or 0.0)
+        metrics["train/grad_norm"] = self._grad_norm
         return metrics
+
+    def _step(self) -> None:
+        """``engine.step()``, keeping the gradient norm of the last optimizer step in ``self._grad_norm``.
+        DeepSpeed reports the norm it clips with for ZeRO stages 1-3 and its bf16 optimizer; stage 0 with a
+        plain fp32 optimizer keeps none, so there it is read from the gradients (already averaged over the
+        ranks at the accumulation boundary) before the step clips and clears them."""
+        own = None
+        if self.lcfg.zero_stage == 0 and self.engine.is_gradient_accumulation_boundary():
+            norms = [torch.linalg.vector_norm(p.grad.float()) for p in self.engine.module.parameters()
+                     if p.grad is not None]
+            own = float(torch.linalg.vector_norm(torch.stack(norms))) if norms else None
+        self.engine.step()
+        reported = self.engine.get_global_grad_norm()
+        if reported is not None:
+            self._grad_norm = float(reported)
+        elif own is not None:
+            self._grad_norm = own
 
     # ------------------------------------------------------------------ SFT
     def sft_update(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, target_mask: torch.Tensor,
@@ -210,7 +227,7 @@ class Policy:
             ix = torch.tensor(idx, dtype=torch.long)
             s, n = masked_nll_sum(self.engine, input_ids[ix], attention_mask[ix], target_mask[ix])
             self.engine.backward(s * scale)
-            self.engine.step()
+            self._step()
             nll_sum += float(s.detach())
             n_tok += float(n)
         if self.engine.global_steps != steps_before + 1:
@@ -218,7 +235,7 @@ class Policy:
                                f"{self.engine.global_steps - steps_before}")
         lr = self.engine.get_lr()
         return {"nll_sum": nll_sum, "n_tokens": n_tok,
-                "grad_norm": float(self.engine.get_global_grad_norm() or 0.0),
+                "grad_norm": self._grad_norm,
                 "lr": float(lr[0]) if lr else float(self.lcfg.lr)}
 
     @torch.no_grad()

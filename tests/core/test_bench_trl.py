@@ -53,7 +53,8 @@ def test_variant_rows_against_trl():
     by = {r["name"]: r for r in bt.variant_rows("1 learner rank", v, b, "tiny")}
     assert by[f"{bt.A} [1 learner rank] step / {bt.B} step"]["value"] == pytest.approx(0.75)
     assert "10.0 % of the step" in by[f"{bt.A} [1 learner rank] weight sync (verification included)"]["note"]
-    assert bt.one_rank_variant(4) == ["learner.num_actors=1", "learner.torch_threads=4"]
+    assert bt.one_machine_variant(bf16=False) == ["learner=cpu_single"]
+    assert bt.one_machine_variant(bf16=True) == ["learner=cpu_single", "rollout.dtype=bfloat16"]
 
 
 def _steps(values, **extra):

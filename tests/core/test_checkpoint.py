@@ -129,7 +129,7 @@ def test_resolve_resume_every_case(tmp_path):
 
 def _cfg(**over):
     cfg = {"model": {"name": "tiny", "path": "artifacts/tiny-model", "build_tiny": True},
-           "learner": {"num_actors": 2, "dtype": "float32", "lr": 3e-4},
+           "learner": {"num_actors": 2, "dtype": "float32", "lr": 3e-4, "zero_stage": 3},
            "rollout": {"n_samples": 4, "temperature": 1.0},
            "data": {"prompts_per_iter": 16, "source": "synthetic", "path": None, "n_math": 60, "eval_frac": 0.2},
            "trainer": {"seed": 0, "iterations": 40, "out_dir": "runs/x"}}
@@ -157,6 +157,8 @@ def test_resume_keys_changed_keys_and_check(tmp_path):
     assert ck.changed_keys(less, saved) == ["data.n_math"] and ck.changed_keys(saved, less) == ["data.n_math"]
     with pytest.raises(ValueError, match=r"data.n_math \(saved <missing>, now 60\)"):
         ck.check_resume_config(less, saved)
+    # a checkpoint of one ZeRO stage does not load under another (partitioned vs whole optimizer state)
+    assert ck.changed_keys(saved, ck.resume_keys(_cfg(learner__zero_stage=0))) == ["learner.zero_stage"]
     # whole nested config dicts are accepted too
     assert ck.changed_keys(_cfg(), _cfg(data__source="jsonl")) == ["data.source"]
     d1, d2 = ck.config_digest(_cfg()), ck.config_digest(json.loads(json.dumps(_cfg())))

@@ -19,6 +19,10 @@ def test_default_composes_and_validates():
     ("method", "plain", "method.max_tool_calls", 0),
     ("model", "smollm2_135m", "model.prompt_style", "full"),
     ("learner", "zero3_gpu", "learner.backend", "nccl"),
+    ("learner", "cpu_single", "learner.zero_stage", 0),
+    ("learner", "cpu_single", "learner.num_actors", 1),
+    ("learner", "cpu_single", "learner.torch_threads", 0),
+    ("learner", "cpu_single", "learner.backend", "gloo"),
 ])
 def test_groups_switch(group, option, key, value):
     cfg = compose([f"{group}={option}"])
@@ -43,6 +47,8 @@ def test_groups_switch(group, option, key, value):
     ("rollout.block_size=0", "rollout.block_size"),
     ("rollout.gpu_memory_utilization=1.5", "rollout.gpu_memory_utilization"),
     ("rollout.gpu_memory_utilization=0", "rollout.gpu_memory_utilization"),
+    ("learner.zero_stage=4", "learner.zero_stage"),
+    ("learner.torch_threads=-1", "learner.torch_threads"),
 ])
 def test_bad_values_name_the_key(override, key):
     with pytest.raises(ConfigError) as e:
@@ -119,3 +125,30 @@ def test_data_types_filters_the_prompts_and_names_unknown_types(tmp_path):
     with pytest.raises(ValueError, match="no prompt of these types"):
         write_jsonl([r for r in synthetic_prompts(n_math=4) if r.prompt_type == "math"], str(path))
         load_prompts(compose(["data.source=jsonl", f"data.path={path}", "data.types=[harmful]"]))
+
+
+def test_zero_stage_default_and_offload_needs_partitioning():
+    assert compose([]).learner.zero_stage == 3
+    with pytest.raises(ConfigError, match="learner.offload_optimizer"):
+        compose(["learner.zero_stage=0", "learner.offload_optimizer=true"])
+    assert compose(["learner.zero_stage=2", "learner.offload_optimizer=true"]).learner.offload_optimizer
+
+
+def test_ds_config_follows_the_stage():
+    from ascl_ray.learner.policy import ds_config
+
+    z3 = ds_config(compose([]).learner, world_size=2, grad_accum=2)["zero_optimization"]
+    z0 = ds_config(compose(["learner=cpu_single"]).learner, world_size=1, grad_accum=2)["zero_optimization"]
+    assert z3["stage"] == 3 and "stage3_param_persistence_threshold" in z3
+    assert z0["stage"] == 0 and not any(k.startswith("stage3") for k in z0)
+
+
+def test_cpu_has_bf16_reads_the_flags(tmp_path):
+    from ascl_ray.resources import cpu_has_bf16
+
+    f = tmp_path / "cpuinfo"
+    f.write_text("processor\t: 0\nflags\t\t: fpu avx avx2 avx512f\n")
+    assert not cpu_has_bf16(str(f))
+    f.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 amx_tile\n")
+    assert cpu_has_bf16(str(f))
+    assert not cpu_has_bf16(str(tmp_path / "absent"))

@@ -14,30 +14,6 @@ import pytest
 pytestmark = pytest.mark.slow
 
 
-def _batch(tok, seed: int, n: int = 8):
-    """``n`` rollouts (``n`` divides over 2 ranks) with a tool-like masked span and +-1 advantages."""
-    import random
-
-    from ascl_ray.batch import PromptRow, Rollout
-
-    rng = random.Random(seed)
-    words = ["rules", "policy", "answer", "refuse", "comply", "four", "the", "is", "tool", "check"]
-    out = []
-    for i in range(n):
-        prompt = tok.encode(f"Question {seed}-{i}: is it allowed?")
-        resp = tok.encode(" " + " ".join(rng.choice(words) for _ in range(6 + i % 3)))
-        mask = [1] * len(resp)
-        mask[2:4] = [0, 0]
-        out.append(Rollout(group_id=i // 4, prompt=PromptRow(f"p{seed}-{i}", "is it allowed?", "harmful"),
-                           prompt_ids=prompt, response_ids=resp, loss_mask=mask,
-                           rollout_logprobs=[-2.0 * m for m in mask], advantage=1.0 if i % 2 else -1.0))
-    return out
-
-
-def _max_diff(a, b):
-    return max(abs(x - y) for u, v in zip(a, b, strict=True) for x, y in zip(u, v, strict=True))
-
-
 def _new_learner_group(cfg, path):
     """A second learner group while the first lives. Retried once when the DeepSpeed rendezvous port
     was taken between ``_free_port`` probing it and rank 0's TCPStore binding it (EADDRINUSE: a
@@ -74,18 +50,18 @@ def setup(tiny_model_path, tiny_tokenizer):
     ray.shutdown()
 
 
-def test_checkpoint_restores_weights_and_optimizer_state(setup, tmp_path):
+def test_checkpoint_restores_weights_and_optimizer_state(setup, tmp_path, rollouts_for_learner, nested_diff):
     """update, save, update (A); load, the same update again (B): B == A. With the weights but a fresh
     optimizer (Adam moments and step count lost) B would differ. A fresh learner group (a resumed run)
     that loads the checkpoint lands on A too."""
     from ascl_ray.checkpoint import list_checkpoints, write_checkpoint
 
     L, tok, probes = setup["rt"].learners, setup["tok"], setup["probes"]
-    b1, b2 = _batch(tok, 1), _batch(tok, 2)
+    b1, b2 = rollouts_for_learner(tok, 1), rollouts_for_learner(tok, 2)
     lp0 = L.probe_logprobs(probes)
     L.update(b1)
     lp1 = L.probe_logprobs(probes)
-    assert _max_diff(lp0, lp1) > 1e-4, "the first update changed nothing"
+    assert nested_diff(lp0, lp1) > 1e-4, "the first update changed nothing"
     run = tmp_path / "run"
     ckpt = write_checkpoint(run, 1, lambda tmp: L.save_checkpoint(str(tmp)), keep=2)
     assert list_checkpoints(run) == [(1, ckpt)]
@@ -95,22 +71,22 @@ def test_checkpoint_restores_weights_and_optimizer_state(setup, tmp_path):
 
     stats_a = L.update(b2)
     lp_a = L.probe_logprobs(probes)
-    assert _max_diff(lp1, lp_a) > 1e-4
+    assert nested_diff(lp1, lp_a) > 1e-4
 
     L.load_checkpoint(str(ckpt))
-    assert _max_diff(lp1, L.probe_logprobs(probes)) < 1e-6          # weights back to after update 1
+    assert nested_diff(lp1, L.probe_logprobs(probes)) < 1e-6          # weights back to after update 1
     stats_b = L.update(b2)
     lp_b = L.probe_logprobs(probes)
-    assert _max_diff(lp_a, lp_b) < 1e-5
+    assert nested_diff(lp_a, lp_b) < 1e-5
     assert abs(stats_a["train/loss"] - stats_b["train/loss"]) < 1e-5
     assert abs(stats_a["train/grad_norm"] - stats_b["train/grad_norm"]) < 1e-5
 
     fresh = _new_learner_group(setup["cfg"], setup["path"])             # a resumed run's new learner group
     try:
         fresh.load_checkpoint(str(ckpt))
-        assert _max_diff(lp1, fresh.probe_logprobs(probes)) < 1e-6
+        assert nested_diff(lp1, fresh.probe_logprobs(probes)) < 1e-6
         stats_c = fresh.update(b2)
-        assert _max_diff(lp_a, fresh.probe_logprobs(probes)) < 1e-5
+        assert nested_diff(lp_a, fresh.probe_logprobs(probes)) < 1e-5
         assert abs(stats_a["train/loss"] - stats_c["train/loss"]) < 1e-5
         with pytest.raises(FileNotFoundError, match="learner checkpoint: nothing to load in"):
             fresh.load_checkpoint(str(tmp_path / "empty"))
@@ -118,7 +94,7 @@ def test_checkpoint_restores_weights_and_optimizer_state(setup, tmp_path):
         fresh.close()
 
 
-def test_dead_rank_fails_fast_instead_of_hanging(setup):
+def test_dead_rank_fails_fast_instead_of_hanging(setup, rollouts_for_learner):
     """SIGKILL one rank: the next update raises a Ray actor error within 120 s (the live rank would
     otherwise wait in a gloo collective for 30 minutes) and every learner actor is killed."""
     import ray
@@ -129,7 +105,7 @@ def test_dead_rank_fails_fast_instead_of_hanging(setup):
     os.kill(pids[1], signal.SIGKILL)
     t0 = time.monotonic()
     with pytest.raises(ray.exceptions.RayActorError):
-        L.update(_batch(setup["tok"], 3))
+        L.update(rollouts_for_learner(setup["tok"], 3))
     assert time.monotonic() - t0 < 120
     with pytest.raises(ray.exceptions.RayActorError):               # rank 0 was killed too
         ray.get(L.actors[0].pid.remote(), timeout=60)
