@@ -75,8 +75,18 @@ def test_skipping_the_old_logprob_forward_changes_no_value(tiny_model_path, tiny
     assert m_sep["train/old_logprob_forward"] == 1.0 and m_fused["train/old_logprob_forward"] == 0.0
     moved = max(float((w_sep[k] - w0[k]).abs().max()) for k in w0)
     assert moved > 1e-5, "the step must move the weights, or the comparison below says nothing"
-    worst = max(float((w_sep[k] - w_fused[k]).abs().max()) for k in w0)
-    assert worst < 1e-6, f"weights after the step differ by {worst:g} (the step moved them by {moved:g})"
+    # Adam's first step is lr * g / (|g| + eps): about +-lr for every element, whatever the gradient's size, so the
+    # float noise of the two paths (different batch shapes and modes of the forward) only shows where a gradient
+    # nearly cancels and its last bits decide the step. Measured on two CPUs: AVX-512 (the earlier bound, every
+    # element within 1e-6) and AVX2 (657,792 elements: 16 differ by more than 1e-7, one by 2.2e-6 = 0.7 % of lr).
+    # So: nearly every element within 1e-7 (the bulk 10x tighter than before), none off by 5 % of one step; a
+    # real difference of the paths moves the gradient itself, which the grad-norm check below bounds at 1e-4.
+    import torch
+
+    d = torch.cat([(w_sep[k] - w_fused[k]).abs().flatten() for k in w0])
+    n_off, worst = int((d > 1e-7).sum()), float(d.max())
+    assert n_off <= 1e-4 * d.numel(), f"{n_off} of {d.numel()} weights differ by more than 1e-7 after the step"
+    assert worst < 0.05 * cfg.learner.lr, f"weights after the step differ by {worst:g} (the step moved them by {moved:g})"
     for k in ("train/loss", "mismatch/abs_diff_mean", "mismatch/abs_diff_max", "mismatch/k3_kl", "train/grad_norm"):
         assert m_fused[k] == pytest.approx(m_sep[k], rel=1e-4, abs=1e-6), k
     assert m_sep["mismatch/abs_diff_mean"] > 0.01        # the IS correction had a mismatch to correct
