@@ -62,18 +62,25 @@ def _children(pid: int) -> list[int]:
     return out
 
 
+def descendants(pid: int) -> list[int]:
+    """The live processes below ``pid`` (children, their children, ...), each once."""
+    out: list[int] = []
+    seen: set[int] = set()
+    stack = _children(pid)
+    while stack:
+        c = stack.pop()
+        if c in seen:
+            continue
+        seen.add(c)
+        out.append(c)
+        stack += _children(c)
+    return out
+
+
 def peak_rss_mb(pid: int | None = None, include_children: bool = True) -> float:
     """Peak resident set (VmHWM) of ``pid`` plus, recursively, of its live children, in MiB."""
     pid = pid or os.getpid()
     total = _vm_hwm_kb(pid)
     if include_children:
-        stack = _children(pid)
-        seen = set()
-        while stack:
-            c = stack.pop()
-            if c in seen:
-                continue
-            seen.add(c)
-            total += _vm_hwm_kb(c)
-            stack += _children(c)
+        total += sum(_vm_hwm_kb(c) for c in descendants(pid))
     return total / 1024.0

@@ -5,8 +5,8 @@ tests/e2e/test_resume.py kills actors between the driver's calls; here the kills
 runs (as soon as, or a fraction of a second after, the checkpoint that precedes it is complete, so during
 its rollout or its update): a learner rank in iteration 1 (-> the driver rebuilds the actors, reloads that
 checkpoint, re-runs the iteration), a reward actor in iteration 2 and a rollout worker in iteration 4 (->
-replaced inside their groups, or, if the rollout kill lands in a weight sync, a rebuild like the learner's). The run must finish every iteration exactly once,
-with every kill accounted for in the metrics."""
+replaced inside their groups, or, if the rollout kill lands in a weight sync, a rebuild like the learner's).
+The run must finish every iteration exactly once, with every kill accounted for in the metrics."""
 
 from __future__ import annotations
 
@@ -20,23 +20,14 @@ from pathlib import Path
 
 import pytest
 
+from ascl_ray.resources import descendants
+
 pytestmark = pytest.mark.slow
 
 N = 5
 ARGS = ["data.prompts_per_iter=4", "rollout.n_samples=4", "trainer.save_every=1", "trainer.keep_checkpoints=2",
         f"trainer.iterations={N}", "trainer.max_failures=3", "tracking.progress=false",
         "tracking.wandb_mode=disabled"]
-
-
-def _descendants(pid: int) -> list[int]:
-    from ascl_ray.resources import _children
-
-    out, stack = [], [pid]
-    while stack:
-        for c in _children(stack.pop()):
-            out.append(c)
-            stack.append(c)
-    return out
 
 
 def _title(pid: int) -> str:
@@ -49,7 +40,7 @@ def _title(pid: int) -> str:
 
 def _actor_pids(root: int, cls: str) -> list[int]:
     """Processes under the driver whose title Ray set to ``ray::<cls>`` (idle) or ``ray::<cls>.<method>``."""
-    return sorted(p for p in _descendants(root) if _title(p).split(".")[0] == f"ray::{cls}")
+    return sorted(p for p in descendants(root) if _title(p).split(".")[0] == f"ray::{cls}")
 
 
 def _wait_for(path: Path, p: subprocess.Popen, log: Path, timeout: float = 300) -> None:
@@ -74,7 +65,7 @@ def test_kill_learner_rollout_and_reward_actors_inside_iterations(tiny_model_pat
             _wait_for(out / "checkpoints" / f"iter-{k:06d}" / "COMPLETE", p, log)
             time.sleep(delay)
             pids = _actor_pids(p.pid, cls)
-            assert pids, f"no {cls} process under the driver: {[(q, _title(q)) for q in _descendants(p.pid)]}"
+            assert pids, f"no {cls} process under the driver: {[(q, _title(q)) for q in descendants(p.pid)]}"
             os.kill(pids[-1], signal.SIGKILL)
             kills.append((cls, k, pids[-1]))
         rc = p.wait(timeout=600)
