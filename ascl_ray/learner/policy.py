@@ -42,13 +42,31 @@ def ds_config(lcfg: "LearnerCfg", world_size: int, grad_accum: int, train: bool 
     return cfg
 
 
-def token_logprobs(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+def token_logprobs(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, start: int = 0) -> torch.Tensor:
     """[B, T-1] log p(input_ids[:, t+1] | input_ids[:, :t+1]) in float32: the picked logit minus the
     log-sum-exp of its row, so the [B, T, vocab] log-softmax is never materialised (one vocabulary-sized
-    tensor less to write and keep for backward; the same value as ``log_softmax(...).gather(...)``)."""
-    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, :-1].float()
-    picked = torch.gather(logits, 2, input_ids[:, 1:, None])[..., 0]
-    return picked - torch.logsumexp(logits, dim=-1)
+    tensor less to write and keep for backward; the same value as ``log_softmax(...).gather(...)``).
+
+    ``start``: only columns t >= start are computed (columns before it are 0): the LM head and the
+    log-sum-exp run on the last T - start positions only (HF ``logits_to_keep``; the transformer still
+    attends over the whole sequence), so a prompt's positions, which no loss reads, cost no vocabulary-
+    sized work (TRL does the same). Callers pass the first column any mask selects (``first_target``)."""
+    T = input_ids.shape[1]
+    start = max(0, min(int(start), T - 2))     # the last column is T - 2
+    kw = {"logits_to_keep": T - start} if start > 0 else {}
+    logits = model(input_ids=input_ids, attention_mask=attention_mask, **kw).logits[:, :-1].float()
+    picked = torch.gather(logits, 2, input_ids[:, start + 1:, None])[..., 0]
+    lp = picked - torch.logsumexp(logits, dim=-1)
+    if start == 0:
+        return lp
+    return torch.cat([lp.new_zeros(lp.shape[0], start), lp], dim=1)
+
+
+def first_target(mask: torch.Tensor) -> int:
+    """The first column of a [B, T-1] mask that any row selects (0 when none does): ``token_logprobs``'s
+    ``start``, below which no masked quantity needs a log-prob."""
+    cols = mask.detach().ne(0).any(dim=0).nonzero()
+    return int(cols[0]) if len(cols) else 0
 
 
 def trim(ix: torch.Tensor, attention_mask: torch.Tensor) -> int:
@@ -62,7 +80,7 @@ def masked_nll_sum(model: Any, input_ids: torch.Tensor, attention_mask: torch.Te
                    target_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """SFT: (sum of -log p over targets with ``target_mask`` 1, number of such targets).
     ``target_mask`` is [B, T-1], aligned like ``token_logprobs`` (position t predicts token t+1)."""
-    lp = token_logprobs(model, input_ids, attention_mask)
+    lp = token_logprobs(model, input_ids, attention_mask, start=first_target(target_mask))
     m = target_mask.to(lp.dtype)
     return -(lp * m).sum(), m.sum()
 
@@ -114,11 +132,12 @@ class Policy:
 
     # ------------------------------------------------------------------ forward
     @torch.no_grad()
-    def logprobs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, ref: bool = False) -> torch.Tensor:
+    def logprobs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, ref: bool = False,
+                 start: int = 0) -> torch.Tensor:
+        """[B, T-1] token log-probs (columns before ``start`` are 0, see ``token_logprobs``)."""
         eng = self.ref if ref else self.engine
         eng.eval()
-        out = token_logprobs(eng, input_ids, attention_mask)
-        return out
+        return token_logprobs(eng, input_ids, attention_mask, start=start)
 
     # ------------------------------------------------------------------ update
     def prepare(self, batch: TrainBatch, fused: bool = False) -> dict[str, Any]:
@@ -132,10 +151,12 @@ class Policy:
         pass less per iteration."""
         a = self.acfg
         prep: dict[str, Any] = {"fused": fused, "metrics": {}, "is_w": None, "old_lp": None}
-        prep["ref_lp"] = self.logprobs(batch.input_ids, batch.attention_mask, ref=True) if self.ref is not None else None
+        start = first_target(batch.loss_mask)     # no loss, KL or mismatch term reads a column before it
+        prep["ref_lp"] = (self.logprobs(batch.input_ids, batch.attention_mask, ref=True, start=start)
+                          if self.ref is not None else None)
         if fused:
             return prep
-        learner_lp = self.logprobs(batch.input_ids, batch.attention_mask)
+        learner_lp = self.logprobs(batch.input_ids, batch.attention_mask, start=start)
         mask = batch.loss_mask
         prep["metrics"] = {k: float(v) for k, v in algo.mismatch_metrics(learner_lp, batch.rollout_logprobs, mask).items()}
         prep["is_w"] = (algo.tis_weights(learner_lp, batch.rollout_logprobs, mask, cap=a.tis_cap)
@@ -155,8 +176,8 @@ class Policy:
         for idx in micro_batches:
             ix = torch.tensor(idx, dtype=torch.long)
             L = trim(ix, batch.attention_mask)          # this micro-batch's longest row; T-1 log-prob columns
-            lp = token_logprobs(self.engine, batch.input_ids[ix, :L], batch.attention_mask[ix, :L])
             m = mask[ix, : L - 1]
+            lp = token_logprobs(self.engine, batch.input_ids[ix, :L], batch.attention_mask[ix, :L], start=first_target(m))
             r_lp = batch.rollout_logprobs[ix, : L - 1]
             adv = batch.advantages[ix][:, None].expand_as(lp)
             if fused:     # one step per iteration: the current weights are the old policy (see ``prepare``)
@@ -243,7 +264,7 @@ class Policy:
                  target_mask: torch.Tensor) -> tuple[list[float], list[float]]:
         """Per-row (nll sum, trained-token count) under the current weights; no update. Collective."""
         self.engine.eval()
-        lp = token_logprobs(self.engine, input_ids, attention_mask)
+        lp = token_logprobs(self.engine, input_ids, attention_mask, start=first_target(target_mask))
         m = target_mask.to(lp.dtype)
         return (-(lp * m).sum(dim=1)).tolist(), m.sum(dim=1).tolist()
 
