@@ -156,11 +156,12 @@ class Trainer:
 
     def _verify(self) -> dict[str, float]:
         """The probe check of ``ascl_ray.sync.verify`` (its metrics), or nothing with verify_sync off."""
-        from ascl_ray.sync.channels import probe
+        from ascl_ray.sync.channels import probe, probe_in_parallel
 
         if not self.cfg.trainer.verify_sync:
             return {}
-        return self.verifier.check(*probe(self.learners, self.rollout, self.probes))
+        parallel = probe_in_parallel(self.cfg.learner.num_gpus_per_actor, self.cfg.rollout.num_gpus_per_worker)
+        return self.verifier.check(*probe(self.learners, self.rollout, self.probes, parallel=parallel))
 
     # ------------------------------------------------------------------ checkpoints, resume, failures
     def save_checkpoint(self, iteration: int) -> str:
@@ -265,7 +266,9 @@ class Trainer:
             with timer("sync"):
                 rep = self.sync.push(self.learners, self.rollout)
                 self.schedule.synced(it + 1)
+                t_verify = time.perf_counter()
                 metrics.update(self._verify())
+                metrics["sync/verify_seconds"] = time.perf_counter() - t_verify
         metrics["overlap/synced"] = float(rep is not None)
         metrics["overlap/engine_version"] = float(self.schedule.engine_version)
         step = time.perf_counter() - t_it

@@ -160,16 +160,27 @@ def _check_digests(expected: str, got: list[str]) -> None:
                               f"from the learner's ({expected[:12]}...)")
 
 
-def probe(learners: Any, rollout: Any, probe_seqs: list[list[int]]) -> tuple[list, list]:
-    """(the learner's log-probs per probe, the same per rollout worker). The learner's and the engines'
-    forwards run at the same time (different actors): the probe costs the slower of the two, not their sum."""
+def probe(learners: Any, rollout: Any, probe_seqs: list[list[int]], parallel: bool = True) -> tuple[list, list]:
+    """(the learner's log-probs per probe, the same per rollout worker). ``parallel``: the learner's and the
+    engines' forwards run at the same time (different actors): the probe costs the slower of the two, not their
+    sum. Where both compute on the same CPU cores that is slower than one after the other: two multi-threaded
+    forwards oversubscribe the cores (SmolLM2 on 2 cores: 0.4 s each alone, 2.0-2.8 s together, make bench-trl),
+    so CPU-only runs pass ``parallel=False`` (``probe_in_parallel``)."""
     from concurrent.futures import ThreadPoolExecutor
 
+    if not parallel:
+        return learners.probe_logprobs(probe_seqs), rollout.prompt_logprobs(probe_seqs)
     with ThreadPoolExecutor(1) as ex:
         learner_side = ex.submit(learners.probe_logprobs, probe_seqs)
         engines = rollout.prompt_logprobs(probe_seqs)
         ref = learner_side.result()
     return ref, engines
+
+
+def probe_in_parallel(num_gpus_per_learner: float, num_gpus_per_engine: float) -> bool:
+    """Whether the probe's two forwards may overlap: yes unless both sides compute on CPU (then they share the
+    cores and slow each other down, see ``probe``)."""
+    return num_gpus_per_learner > 0 or num_gpus_per_engine > 0
 
 
 def verify_sync(learners: Any, rollout: Any, probe_seqs: list[list[int]], tol: float) -> float:

@@ -90,3 +90,32 @@ def test_shape_mismatch_is_an_error():
         v.check(ref, [ref[:2]])
     with pytest.raises(WeightSyncError, match="worker 0 probe 1: 19 log-probs"):
         v.check(ref, [[ref[0], ref[1][:-1], ref[2]]])
+
+
+def test_probe_runs_sides_in_parallel_only_off_shared_cpus():
+    import threading
+    import time
+
+    from ascl_ray.sync.channels import probe, probe_in_parallel
+
+    assert probe_in_parallel(0, 0) is False                  # both on CPU: they would share the cores
+    assert probe_in_parallel(1, 0) and probe_in_parallel(0, 1) and probe_in_parallel(1, 1)
+
+    class Side:
+        def __init__(self, out):
+            self.out, self.busy, self.overlapped = out, threading.Event(), False
+
+        def _run(self, other):
+            self.busy.set()
+            time.sleep(0.2)
+            self.overlapped = other.busy.is_set()
+            self.busy.clear()
+            return self.out
+
+    learner, engines = Side([[-1.0]]), Side([[[-1.0]]])
+    learner.probe_logprobs = lambda seqs: learner._run(engines)
+    engines.prompt_logprobs = lambda seqs: engines._run(learner)
+    assert probe(learner, engines, [[1, 2]], parallel=False) == ([[-1.0]], [[[-1.0]]])
+    assert not learner.overlapped and not engines.overlapped
+    assert probe(learner, engines, [[1, 2]], parallel=True) == ([[-1.0]], [[[-1.0]]])
+    assert learner.overlapped or engines.overlapped
