@@ -7,7 +7,8 @@ go into rows of ``ascl_ray.bench``'s format, with the ratio ascl-ray step / TRL 
 The work (both arms; every number comes from ONE composed ascl-ray config, so ``overrides`` change
 both arms alike): ``--n-prompts`` synthetic arithmetic prompts ("What is 17 + 25?", GSM8K-style
 reference ``#### 42``) written once as a jsonl of PromptRow fields; ``data.prompts_per_iter`` prompts x
-``rollout.n_samples`` samples per step, <= ``rollout.max_new_tokens`` new tokens, temperature
+``rollout.n_samples`` samples per step, exactly ``rollout.max_new_tokens`` new tokens (``rollout.min_new_tokens``
+= max: no eos before it, vLLM's ``min_tokens`` / transformers' ``min_new_tokens``), temperature
 ``rollout.temperature``; one optimizer step per RL step; fp32; no KL; lr ``learner.lr``; reward = the
 project's math verifier (1 correct, else 0). Both arms see the same prompts in the same order: the TRL
 dataset is the sequence ascl-ray's ``PromptSampler`` draws, fed unshuffled.
@@ -48,9 +49,11 @@ from ascl_ray.bench_table import _row, format_table
 TRL_VERSION = "1.16.0"
 DEFAULT_SITE = ".cache/bench-trl/site"
 A, B = "ascl-ray", "TRL"
-# the work: plain GRPO, 8 prompts x 4 samples, <= 64 new tokens, one optimizer step per RL step, no KL
+# the work: plain GRPO, 8 prompts x 4 samples, exactly 64 new tokens (no eos before max_new_tokens, in both
+# arms: a policy drifting to short answers must not shrink one arm's work), one optimizer step per RL step, no KL
 WORK_OVERRIDES = ["method=plain", "algorithm=grpo", "data.source=jsonl", "data.eval_frac=0",
                   "data.prompts_per_iter=8", "rollout.n_samples=4", "rollout.max_new_tokens=64",
+                  "rollout.min_new_tokens=${rollout.max_new_tokens}",
                   "rollout.temperature=1.0", "learner.epochs=1", "learner.num_mini_batches=1",
                   "algorithm.kl_coef=0"]
 

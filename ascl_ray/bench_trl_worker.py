@@ -74,7 +74,9 @@ def trl_worker(spec_path: str) -> int:
         max_steps=steps, use_cpu=True, bf16=False, fp16=False,
         gradient_checkpointing=cfg.learner.gradient_checkpointing, use_vllm=False,
         report_to="none", logging_strategy="no", save_strategy="no", disable_tqdm=True,
-        shuffle_dataset=False, seed=cfg.trainer.seed, dataloader_num_workers=0)
+        shuffle_dataset=False, seed=cfg.trainer.seed, dataloader_num_workers=0,
+        # rollout.min_new_tokens: no eos before it (the bench sets it to max_new_tokens: the same work per step)
+        generation_kwargs={"min_new_tokens": int(cfg.rollout.min_new_tokens)} if cfg.rollout.min_new_tokens else None)
     acc = {"generation": 0.0, "score": 0.0, "tokens": 0}
 
     class TimedGRPO(GRPOTrainer):

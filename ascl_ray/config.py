@@ -43,6 +43,9 @@ class RolloutCfg:
     temperature: float = 1.0
     top_p: float = 1.0
     max_new_tokens: int = 96                # response tokens per episode (tool turns count iff budget_includes_tool)
+    # no end of sequence (eos, stop strings) before this many response tokens (vLLM's min_tokens): benchmarks
+    # fix the work per step with it (make bench-trl: = max_new_tokens in both arms); 0: off, the RL default
+    min_new_tokens: int = 0
     # [ours; verl's response_length convention] tool turns count against max_new_tokens: the rules a call
     # brings in eat the budget the answer has left (what an unneeded consultation costs in real use)
     budget_includes_tool: bool = True
@@ -65,6 +68,14 @@ class RolloutCfg:
     # tokens/s than 128 on the tiny model in the same runs
     block_size: Optional[int] = None
     cpu_affinity: Optional[list[int]] = None   # cores the engine (and its engine-core process) is pinned to; null: none
+    # the vLLM engine (its engine core and its model worker) inside the rollout actor's own process instead of
+    # vLLM's two spawned processes: on CPU each spawn re-imports vLLM (~19 s each on a 2-core AVX2 box, make
+    # bench-trl) and every step crosses a process boundary. Single-engine only (tensor_parallel_size 1); the
+    # CPU preset turns it on, the GPU preset keeps vLLM's processes (its scheduler overlaps the GPU's work)
+    in_process: bool = False
+    # torch threads of an in-process engine; 0: every core the worker may run on (vLLM's own processes instead
+    # bind VLLM_CPU_OMP_THREADS_BIND, whose 'auto' keeps one core back for the engine core's scheduler)
+    torch_threads: int = 0
 
 
 @dataclass
@@ -232,6 +243,8 @@ class TrainConfig:
         _check(0 < r.top_p <= 1, "rollout.top_p", f"must be in (0, 1], got {r.top_p}")
         _check(0 < r.max_new_tokens < r.max_model_len, "rollout.max_new_tokens",
                f"must be in (0, rollout.max_model_len={r.max_model_len}), got {r.max_new_tokens}")
+        _check(0 <= r.min_new_tokens <= r.max_new_tokens, "rollout.min_new_tokens",
+               f"must be in [0, rollout.max_new_tokens={r.max_new_tokens}], got {r.min_new_tokens}")
         _check(r.dtype in ("float32", "bfloat16", "float16", "auto"), "rollout.dtype", f"unknown dtype {r.dtype!r}")
         _check(0 < r.gpu_memory_utilization <= 1, "rollout.gpu_memory_utilization",
                f"must be in (0, 1], got {r.gpu_memory_utilization}")
@@ -244,6 +257,11 @@ class TrainConfig:
                          ("reward.resources", self.reward.resources)):
             _check(all(v > 0 for v in res.values()), key, f"amounts must be > 0, got {dict(res)}")
         _check(r.tensor_parallel_size >= 1, "rollout.tensor_parallel_size", f"must be >= 1, got {r.tensor_parallel_size}")
+        _check(not (r.in_process and r.tensor_parallel_size > 1), "rollout.in_process",
+               f"an in-process engine has one model worker, but rollout.tensor_parallel_size={r.tensor_parallel_size}: "
+               "set rollout.in_process=false (vLLM's own processes, one per TP rank)")
+        _check(r.torch_threads >= 0, "rollout.torch_threads",
+               f"must be >= 0 (0: every core the worker may run on), got {r.torch_threads}")
         if r.tensor_parallel_size > 1:
             _check(r.num_gpus_per_worker == r.tensor_parallel_size, "rollout.num_gpus_per_worker",
                    f"an engine with rollout.tensor_parallel_size={r.tensor_parallel_size} needs one GPU per TP rank: "

@@ -12,6 +12,7 @@ with the worker's ``reload_weights`` (the path that works on CPU, where weights 
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
@@ -25,6 +26,7 @@ class GenParams:
     top_p: float = 1.0
     stop: list[str] = field(default_factory=list)
     seed: Optional[int] = None
+    min_tokens: int = 0        # no eos / stop string before this many tokens (0: off)
 
 
 @dataclass
@@ -74,11 +76,33 @@ class WeightSyncExtension:
         return digest
 
 
+@contextmanager
+def _engine_in_process(on: bool):
+    """While an engine is built: ``on`` runs vLLM's engine core in this process (``VLLM_ENABLE_V1_MULTIPROCESSING``
+    is read once, at construction; the variable is restored after). vLLM's CPU worker also replaces
+    ``torch.set_num_threads`` with a no-op for the whole process (it guards its own thread binding, which an
+    in-process engine does not do); the real function is put back so the process keeps control of its threads."""
+    import torch
+
+    set_threads, old = torch.set_num_threads, os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING")
+    if on:
+        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+    try:
+        yield
+    finally:
+        torch.set_num_threads = set_threads
+        if on:
+            if old is None:
+                os.environ.pop("VLLM_ENABLE_V1_MULTIPROCESSING", None)
+            else:
+                os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = old
+
+
 class VLLMEngine:
     def __init__(self, model_path: str, *, dtype: str = "float32", max_model_len: int = 1024,
                  enforce_eager: bool = True, seed: int = 0, kv_cache_gib: int = 1,
                  gpu_memory_utilization: float = 0.5, block_size: Optional[int] = None,
-                 tensor_parallel_size: int = 1, extra: Optional[dict] = None):
+                 tensor_parallel_size: int = 1, in_process: bool = False, extra: Optional[dict] = None):
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(kv_cache_gib))
         from vllm import LLM
 
@@ -99,8 +123,14 @@ class VLLMEngine:
             # the engine's actor holds all its TP GPUs in one bundle (one node): vLLM runs the TP ranks as
             # local processes on them, not as Ray actors of their own
             kwargs.update(tensor_parallel_size=int(tensor_parallel_size), distributed_executor_backend="mp")
+        if in_process:
+            if tensor_parallel_size > 1:
+                raise ValueError("rollout.in_process: an in-process engine has one model worker; "
+                                 f"tensor_parallel_size={tensor_parallel_size} needs vLLM's own processes")
+            kwargs["distributed_executor_backend"] = "uni"
         kwargs.update(extra or {})
-        self.llm = LLM(**kwargs)
+        with _engine_in_process(in_process):
+            self.llm = LLM(**kwargs)
         self.max_model_len = max_model_len
         self._n_req = 0  # request ids of generate_continuous, unique over the engine's life
 
@@ -116,7 +146,8 @@ class VLLMEngine:
         from vllm import SamplingParams
 
         return SamplingParams(max_tokens=p.max_tokens, temperature=p.temperature, top_p=p.top_p, stop=p.stop or None,
-                              include_stop_str_in_output=True, logprobs=0, seed=p.seed, skip_special_tokens=False)
+                              include_stop_str_in_output=True, logprobs=0, seed=p.seed, skip_special_tokens=False,
+                              min_tokens=int(p.min_tokens))
 
     @staticmethod
     def _segment(out: Any) -> Segment:

@@ -23,6 +23,7 @@ from ascl_ray.rollout.engine import GenParams
 class SamplingCfg:
     max_new_tokens: int            # model-generated tokens per episode, all segments together
     max_model_len: int             # prompt + response (tool turns included) must fit
+    min_new_tokens: int = 0        # no end of sequence before this many response tokens (benchmarks)
     temperature: float = 1.0
     top_p: float = 1.0
     seed: Optional[int] = None     # per-request seeds; None: the engine's own seeded generator
@@ -65,7 +66,8 @@ def run_episodes(engine: Any, ctx: Any, tok: Any, rows: list[PromptRow], group_i
                      scfg.max_model_len - len(ep.prompt_ids) - len(ep.response_ids))
         seed = None if scfg.seed is None else scfg.seed * 1_000_003 + i * 101 + turns[i]
         return GenParams(max_tokens=budget, temperature=scfg.temperature, top_p=scfg.top_p,
-                         stop=list(ctx.stop_strings), seed=seed)
+                         stop=list(ctx.stop_strings), seed=seed,
+                         min_tokens=max(0, min(scfg.min_new_tokens - spent(ep), budget)))
 
     def on_segment(i: int, seg: Any) -> Optional[tuple[list[int], GenParams]]:
         """Record a finished segment; return the continuation if the tool turn was appended."""

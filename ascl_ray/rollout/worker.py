@@ -28,6 +28,10 @@ class RolloutWorker:
         from ascl_ray.resources import pin_to_cores
 
         pin_to_cores(rcfg.cpu_affinity, vllm=True)   # before the engine core process starts: it inherits it
+        if rcfg.in_process:     # the engine computes in this process's torch threads (Ray sets OMP_NUM_THREADS=1)
+            import torch
+
+            torch.set_num_threads(int(rcfg.torch_threads) or len(os.sched_getaffinity(0)))
         from transformers import AutoTokenizer
 
         from ascl_ray.registry import import_plugins
@@ -42,7 +46,7 @@ class RolloutWorker:
         self.engine = make_engine(rcfg.engine, model_path, dtype=rcfg.dtype, max_model_len=rcfg.max_model_len,
                                   enforce_eager=rcfg.enforce_eager, seed=seed, kv_cache_gib=rcfg.kv_cache_gib,
                                   gpu_memory_utilization=rcfg.gpu_memory_utilization, block_size=rcfg.block_size,
-                                  tensor_parallel_size=rcfg.tensor_parallel_size)
+                                  tensor_parallel_size=rcfg.tensor_parallel_size, in_process=rcfg.in_process)
 
     def ready(self) -> bool:
         return True
@@ -65,6 +69,7 @@ class RolloutWorker:
         all_rows = [r for r in rows for _ in range(G)]
         all_gids = [g for g in group_ids for _ in range(G)]
         scfg = SamplingCfg(max_new_tokens=self.rcfg.max_new_tokens, max_model_len=self.rcfg.max_model_len,
+                           min_new_tokens=self.rcfg.min_new_tokens,
                            temperature=self.rcfg.temperature,
                            top_p=self.rcfg.top_p,
                            seed=seed if self.rcfg.seed_per_request else None,

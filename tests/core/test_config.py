@@ -49,6 +49,7 @@ def test_groups_switch(group, option, key, value):
     ("rollout.gpu_memory_utilization=0", "rollout.gpu_memory_utilization"),
     ("learner.zero_stage=4", "learner.zero_stage"),
     ("learner.torch_threads=-1", "learner.torch_threads"),
+    ("rollout.torch_threads=-1", "rollout.torch_threads"),
 ])
 def test_bad_values_name_the_key(override, key):
     with pytest.raises(ConfigError) as e:
@@ -61,6 +62,16 @@ def test_rollout_block_size_presets():
     assert compose(["rollout=vllm_gpu"]).rollout.block_size is None  # vLLM's own default
     assert compose(["rollout.block_size=null"]).rollout.block_size is None
     assert compose([]).rollout.continuous_batching is True
+
+
+def test_rollout_in_process_presets_and_tp():
+    assert compose([]).rollout.in_process is True                    # CPU preset: no vLLM spawns
+    assert compose(["rollout=vllm_gpu"]).rollout.in_process is False  # GPU: vLLM's engine-core process
+    with pytest.raises(ConfigError, match="rollout.in_process"):
+        compose(["rollout.tensor_parallel_size=2", "rollout.num_gpus_per_worker=2", "trainer.sync_channel=object_store"])
+    cfg = compose(["rollout=vllm_gpu", "rollout.tensor_parallel_size=2", "rollout.num_gpus_per_worker=2",
+                   "trainer.sync_channel=object_store"])
+    assert cfg.rollout.tensor_parallel_size == 2
 
 
 def test_unknown_key_and_group_rejected():
