@@ -419,7 +419,8 @@ def bench_trl(model: str = "smollm2", out: str = "runs/bench-trl", steps: int = 
     cfg = compose(ov)
     write_prompts(prompts, n_prompts, cfg.data.eval_frac, seed=cfg.trainer.seed)
     label = (f"{cfg.model.name}, {cfg.data.prompts_per_iter} prompts x {cfg.rollout.n_samples}, "
-             f"<= {cfg.rollout.max_new_tokens} tokens, lr {cfg.learner.lr:g}")
+             + (f"{cfg.rollout.max_new_tokens} tokens" if cfg.rollout.min_new_tokens >= cfg.rollout.max_new_tokens
+                else f"{cfg.rollout.min_new_tokens}-{cfg.rollout.max_new_tokens} tokens") + f", lr {cfg.learner.lr:g}")
     variants = dict(variants or {})
     order = abba(runs_per_arm, A, B, *variants)
     results: dict[str, list[ArmRun]] = {arm: [] for arm in order}
