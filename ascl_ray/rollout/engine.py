@@ -76,21 +76,47 @@ class WeightSyncExtension:
         return digest
 
 
+def _kernel_dispatcher() -> Any:
+    try:
+        from vllm.triton_utils import dispatcher
+    except ImportError:     # another vLLM version: no kernel scan to guard
+        return None
+    return dispatcher
+
+
+def _scan_safe_vars(*args: Any) -> Any:
+    """``vars`` for vLLM's kernel-override scan while an in-process engine starts. The scan (vLLM 0.32,
+    ``triton_utils.dispatcher._rebind_kernels``) walks every attribute of every module in ``sys.modules`` and calls
+    ``vars(value).get("kernel")``; in its own spawned worker only vLLM's modules are there, in-process it sees
+    the host's too, and some objects' ``__dict__`` is no mapping (llvmlite's ``ffi.lib`` answers every attribute
+    with a C function: a process that imported numba crashed with "'_lib_fn_wrapper' object has no attribute
+    'get'"). Such an object holds no kernel, so the scan gets an empty mapping for it; every other value is
+    unchanged."""
+    ns = vars(*args)
+    return ns if callable(getattr(ns, "get", None)) else {}
+
+
 @contextmanager
 def _engine_in_process(on: bool):
     """While an engine is built: ``on`` runs vLLM's engine core in this process (``VLLM_ENABLE_V1_MULTIPROCESSING``
     is read once, at construction; the variable is restored after). vLLM's CPU worker also replaces
     ``torch.set_num_threads`` with a no-op for the whole process (it guards its own thread binding, which an
-    in-process engine does not do); the real function is put back so the process keeps control of its threads."""
+    in-process engine does not do); the real function is put back so the process keeps control of its threads.
+    vLLM's kernel-override scan over the host's modules is guarded (``_scan_safe_vars``)."""
     import torch
 
     set_threads, old = torch.set_num_threads, os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING")
+    dispatcher = _kernel_dispatcher() if on else None
     if on:
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+        if dispatcher is not None:
+            dispatcher.vars = _scan_safe_vars
     try:
         yield
     finally:
         torch.set_num_threads = set_threads
+        if dispatcher is not None:
+            dispatcher.__dict__.pop("vars", None)
         if on:
             if old is None:
                 os.environ.pop("VLLM_ENABLE_V1_MULTIPROCESSING", None)

@@ -39,12 +39,15 @@ def test_in_process_engine(tiny_model_path, tiny_tokenizer):
     from ascl_ray.rollout.engine import GenParams, VLLMEngine
     from ascl_ray.sync.payload import split_aliases, to_safetensors
 
+    # a host process that imported numba holds llvmlite's ffi.lib, whose __dict__ is no mapping: vLLM's in-process
+    # kernel scan over sys.modules crashed on it (seen in the full suite); the engine guards the scan
+    pytest.importorskip("llvmlite.binding")
     set_threads = torch.set_num_threads
     children = {p.pid for p in mp.active_children()}
     eng = VLLMEngine(tiny_model_path, max_model_len=256, block_size=32, in_process=True)
     try:
         assert type(eng.llm.llm_engine.engine_core).__name__ == "InprocClient"
-        assert {p.pid for p in mp.active_children()} == children          # nothing spawned
+        assert not {p.pid for p in mp.active_children()} - children        # nothing spawned
         assert torch.set_num_threads is set_threads                       # vLLM's no-op patch undone
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
@@ -72,6 +75,8 @@ def test_in_process_engine(tiny_model_path, tiny_tokenizer):
         want_new = _hf_logprobs(new, tiny_model_path, seqs)
         assert max(abs(a - b) for g_, w in zip(after, want_new) for a, b in zip(g_, w)) < 1e-3
         assert max(abs(a - b) for g_, w in zip(after, got) for a, b in zip(g_, w)) > 1e-2   # the weights changed
+        from vllm.triton_utils import dispatcher
+        assert "vars" not in vars(dispatcher)                              # the guard is gone again
     finally:
         eng.close()
         vllm.envs.disable_envs_cache()      # the in-process engine cached vLLM's env reads for this process
