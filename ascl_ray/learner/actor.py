@@ -31,10 +31,10 @@ class LearnerActor:
         from ascl_ray.resources import actor_env_defaults
 
         actor_env_defaults()
-        from ascl_ray.resources import pin_to_cores
+        from ascl_ray.resources import pin_to_cores, thread_count
 
         pin_to_cores(lcfg.cpu_affinity)
-        threads = int(lcfg.torch_threads) or len(os.sched_getaffinity(0))   # 0: every core this rank may use
+        threads = thread_count(lcfg.torch_threads)
         os.environ.update(MASTER_ADDR=master_addr, MASTER_PORT=str(master_port), RANK=str(rank),
                           WORLD_SIZE=str(world_size), LOCAL_RANK="0", OMP_NUM_THREADS=str(threads))
         import torch

@@ -103,25 +103,26 @@ def _engine_in_process(on: bool):
     ``torch.set_num_threads`` with a no-op for the whole process (it guards its own thread binding, which an
     in-process engine does not do); the real function is put back so the process keeps control of its threads.
     vLLM's kernel-override scan over the host's modules is guarded (``_scan_safe_vars``)."""
+    if not on:      # vLLM's own processes: nothing of this process is touched
+        yield
+        return
     import torch
 
     set_threads, old = torch.set_num_threads, os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING")
-    dispatcher = _kernel_dispatcher() if on else None
-    if on:
-        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
-        if dispatcher is not None:
-            dispatcher.vars = _scan_safe_vars
+    dispatcher = _kernel_dispatcher()
+    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+    if dispatcher is not None:
+        dispatcher.vars = _scan_safe_vars
     try:
         yield
     finally:
         torch.set_num_threads = set_threads
         if dispatcher is not None:
             dispatcher.__dict__.pop("vars", None)
-        if on:
-            if old is None:
-                os.environ.pop("VLLM_ENABLE_V1_MULTIPROCESSING", None)
-            else:
-                os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = old
+        if old is None:
+            os.environ.pop("VLLM_ENABLE_V1_MULTIPROCESSING", None)
+        else:
+            os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = old
 
 
 class VLLMEngine:

@@ -25,13 +25,13 @@ class RolloutWorker:
         from ascl_ray.resources import actor_env_defaults
 
         actor_env_defaults({"VLLM_CPU_KVCACHE_SPACE": str(rcfg.kv_cache_gib)})
-        from ascl_ray.resources import pin_to_cores
+        from ascl_ray.resources import pin_to_cores, thread_count
 
         pin_to_cores(rcfg.cpu_affinity, vllm=True)   # before the engine core process starts: it inherits it
         if rcfg.in_process:     # the engine computes in this process's torch threads (Ray sets OMP_NUM_THREADS=1)
             import torch
 
-            torch.set_num_threads(int(rcfg.torch_threads) or len(os.sched_getaffinity(0)))
+            torch.set_num_threads(thread_count(rcfg.torch_threads))
         from transformers import AutoTokenizer
 
         from ascl_ray.registry import import_plugins
